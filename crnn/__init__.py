@@ -1,0 +1,1 @@
+"""crnn: a reference implementation of Elman recurrent neural networks."""
