@@ -1,0 +1,205 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The binding: checks every buffer, then calls the C core without the GIL.
+
+The Python layer (crnn.layers) converts user input and words its errors for
+the user; this module is the last guard before a pointer reaches C. Every
+array handed to C is checked here for type, dtype, shape and C-contiguity
+(outputs also for writeability), so that no call from Python can make the C
+core read or write out of bounds.
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+from crnn._crnn cimport *
+
+cnp.import_array()
+
+cdef crnn_blas _blas
+_blas.sgemm = sgemm
+_blas.dgemm = dgemm
+
+ACTIVATIONS = {"identity": CRNN_IDENTITY, "tanh": CRNN_TANH, "relu": CRNN_RELU,
+               "sigmoid": CRNN_SIGMOID, "softmax": CRNN_SOFTMAX}
+
+
+class CoreError(RuntimeError):
+    """The C core refused a call the binding had let through (a bug in crnn)."""
+
+
+cdef int _raise(int rc) except -1:
+    if rc == CRNN_OK:
+        return 0
+    msg = crnn_strerror(rc).decode("ascii")
+    if rc in (CRNN_ETOKEN, CRNN_ELENGTH, CRNN_ESIZE, CRNN_EACT):
+        raise ValueError(msg)
+    raise CoreError(msg)
+
+
+cdef void* _buf(object a, str name, tuple shape, object dtype, bint out=False) except? NULL:
+    """The data pointer of `a` after checking it; NULL for None."""
+    if a is None:
+        return NULL
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, got {a.dtype.name}")
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if out and not a.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef crnn_shape _shape(int T, int B, int D, int H, int O, str activation,
+                       str output_activation, bint reverse, bint bias) except *:
+    cdef crnn_shape s
+    if T < 1 or B < 1 or D < 1 or H < 1 or O < 0:
+        raise ValueError(f"sizes must be positive, got T={T}, B={B}, D={D}, H={H}, O={O}")
+    if activation not in ACTIVATIONS or activation == "softmax":
+        raise ValueError(f"unknown hidden activation {activation!r}")
+    if output_activation not in ACTIVATIONS:
+        raise ValueError(f"unknown output activation {output_activation!r}")
+    s.T, s.B, s.D, s.H, s.O = T, B, D, H, O
+    s.activation = ACTIVATIONS[activation]
+    s.output_activation = ACTIVATIONS[output_activation]
+    s.reverse = reverse
+    s.bias = bias
+    return s
+
+
+def elman_forward(x, tokens, h0, lengths, params, *, int T, int B, int D, int H, int O,
+                  str activation, str output_activation, bint reverse, bint bias):
+    """Run crnn_elman_forward_*; returns (hs, y or None, h_last) as new arrays.
+
+    x: (T,B,D) dense input or None; tokens: (T,B) int64 or None; h0: (B,H) or
+    None; lengths: (B,) int64 or None; params: dict of the layer's arrays.
+    """
+    cdef crnn_shape s = _shape(T, B, D, H, O, activation, output_activation, reverse, bias)
+    dt = params["W_hh"].dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"parameters must be float32 or float64, got {dt}")
+    if (x is None) == (tokens is None):
+        raise ValueError("exactly one of x and tokens must be given")
+    hs = np.empty((T, B, H), dt)
+    y = np.empty((T, B, O), dt) if O > 0 else None
+    h_last = np.empty((B, H), dt)
+    cdef void *p_hs = _buf(hs, "hs", (T, B, H), dt, True)
+    cdef void *p_y = _buf(y, "y", (T, B, O), dt, True)
+    cdef void *p_hl = _buf(h_last, "h_last", (B, H), dt, True)
+    cdef void *p_x = _buf(x, "x", (T, B, D), dt)
+    cdef void *p_tok = _buf(tokens, "tokens", (T, B), np.int64)
+    cdef void *p_h0 = _buf(h0, "h0", (B, H), dt)
+    cdef void *p_len = _buf(lengths, "lengths", (B,), np.int64)
+    cdef void *p_wxh = _buf(params["W_xh"], "W_xh", (H, D), dt)
+    cdef void *p_whh = _buf(params["W_hh"], "W_hh", (H, H), dt)
+    cdef void *p_bh = _buf(params["b_h"], "b_h", (H,), dt) if bias else NULL
+    cdef void *p_why = _buf(params["W_hy"], "W_hy", (O, H), dt) if O > 0 else NULL
+    cdef void *p_by = _buf(params["b_y"], "b_y", (O,), dt) if (O > 0 and bias) else NULL
+    cdef int rc
+    cdef bint f64 = dt == np.float64
+    with nogil:
+        if f64:
+            rc = crnn_elman_forward_f64(<double*>p_hs, <double*>p_y, <double*>p_hl,
+                                        <const double*>p_x, <const int64_t*>p_tok,
+                                        <const double*>p_h0, <const int64_t*>p_len,
+                                        <const double*>p_wxh, <const double*>p_whh,
+                                        <const double*>p_bh, <const double*>p_why,
+                                        <const double*>p_by, &s, &_blas)
+        else:
+            rc = crnn_elman_forward_f32(<float*>p_hs, <float*>p_y, <float*>p_hl,
+                                        <const float*>p_x, <const int64_t*>p_tok,
+                                        <const float*>p_h0, <const int64_t*>p_len,
+                                        <const float*>p_wxh, <const float*>p_whh,
+                                        <const float*>p_bh, <const float*>p_why,
+                                        <const float*>p_by, &s, &_blas)
+    _raise(rc)
+    return hs, y, h_last
+
+
+def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bint want_dx,
+                   *, int T, int B, int D, int H, int O, str activation,
+                   str output_activation, bint reverse, bint bias):
+    """Run crnn_elman_backward_*: accumulates into `grads`, returns (dx or None, dh0)."""
+    cdef crnn_shape s = _shape(T, B, D, H, O, activation, output_activation, reverse, bias)
+    dt = params["W_hh"].dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"parameters must be float32 or float64, got {dt}")
+    if (x is None) == (tokens is None):
+        raise ValueError("exactly one of x and tokens must be given")
+    cdef int F = O if O > 0 else H
+    dx = np.empty((T, B, D), dt) if (want_dx and tokens is None) else None
+    dh0 = np.empty((B, H), dt)
+    da = np.empty((T, B, H), dt)
+    dz = np.empty((T, B, O), dt) if O > 0 else None
+    cdef void *p_dx = _buf(dx, "dx", (T, B, D), dt, True)
+    cdef void *p_dh0 = _buf(dh0, "dh0", (B, H), dt, True)
+    cdef void *p_dwxh = _buf(grads["W_xh"], "grads['W_xh']", (H, D), dt, True)
+    cdef void *p_dwhh = _buf(grads["W_hh"], "grads['W_hh']", (H, H), dt, True)
+    cdef void *p_dbh = _buf(grads["b_h"], "grads['b_h']", (H,), dt, True) if bias else NULL
+    cdef void *p_dwhy = _buf(grads["W_hy"], "grads['W_hy']", (O, H), dt, True) if O > 0 else NULL
+    cdef void *p_dby = _buf(grads["b_y"], "grads['b_y']", (O,), dt, True) if (O > 0 and bias) else NULL
+    cdef void *p_dy = _buf(dy, "dy", (T, B, F), dt)
+    cdef void *p_ds = _buf(dstate, "dstate", (B, H), dt)
+    cdef void *p_hs = _buf(hs, "hs", (T, B, H), dt)
+    cdef void *p_y = _buf(y, "y", (T, B, O), dt) if O > 0 else NULL
+    cdef void *p_x = _buf(x, "x", (T, B, D), dt)
+    cdef void *p_tok = _buf(tokens, "tokens", (T, B), np.int64)
+    cdef void *p_h0 = _buf(h0, "h0", (B, H), dt)
+    cdef void *p_len = _buf(lengths, "lengths", (B,), np.int64)
+    cdef void *p_wxh = _buf(params["W_xh"], "W_xh", (H, D), dt)
+    cdef void *p_whh = _buf(params["W_hh"], "W_hh", (H, H), dt)
+    cdef void *p_why = _buf(params["W_hy"], "W_hy", (O, H), dt) if O > 0 else NULL
+    cdef void *p_da = _buf(da, "da", (T, B, H), dt, True)
+    cdef void *p_dz = _buf(dz, "dz", (T, B, O), dt, True)
+    if O > 0 and y is None:
+        raise ValueError("y is required when O > 0")
+    cdef int rc
+    cdef bint f64 = dt == np.float64
+    with nogil:
+        if f64:
+            rc = crnn_elman_backward_f64(<double*>p_dx, <double*>p_dh0, <double*>p_dwxh,
+                                         <double*>p_dwhh, <double*>p_dbh, <double*>p_dwhy,
+                                         <double*>p_dby, <const double*>p_dy,
+                                         <const double*>p_ds, <const double*>p_hs,
+                                         <const double*>p_y, <const double*>p_x,
+                                         <const int64_t*>p_tok, <const double*>p_h0,
+                                         <const int64_t*>p_len, <const double*>p_wxh,
+                                         <const double*>p_whh, <const double*>p_why,
+                                         <double*>p_da, <double*>p_dz, &s, &_blas)
+        else:
+            rc = crnn_elman_backward_f32(<float*>p_dx, <float*>p_dh0, <float*>p_dwxh,
+                                         <float*>p_dwhh, <float*>p_dbh, <float*>p_dwhy,
+                                         <float*>p_dby, <const float*>p_dy,
+                                         <const float*>p_ds, <const float*>p_hs,
+                                         <const float*>p_y, <const float*>p_x,
+                                         <const int64_t*>p_tok, <const float*>p_h0,
+                                         <const int64_t*>p_len, <const float*>p_wxh,
+                                         <const float*>p_whh, <const float*>p_why,
+                                         <float*>p_da, <float*>p_dz, &s, &_blas)
+    _raise(rc)
+    return dx, dh0
+
+
+def activate(x, str activation):
+    """The core's elementwise activation applied to a float32/float64 array (a copy)."""
+    if activation not in ACTIVATIONS or activation == "softmax":
+        raise ValueError(f"unknown elementwise activation {activation!r}")
+    arr = np.array(x, copy=True, order="C")
+    if arr.dtype != np.float32 and arr.dtype != np.float64:
+        raise TypeError(f"x must be float32 or float64, got {arr.dtype}")
+    cdef void *p = _buf(arr, "x", arr.shape, arr.dtype, True)
+    cdef int64_t n = arr.size
+    cdef int act = ACTIVATIONS[activation]
+    cdef int rc
+    cdef bint f64 = arr.dtype == np.float64
+    with nogil:
+        if f64:
+            rc = crnn_activate_f64(<double*>p, <const double*>p, n, act)
+        else:
+            rc = crnn_activate_f32(<float*>p, <const float*>p, n, act)
+    _raise(rc)
+    return arr

@@ -1,0 +1,44 @@
+# Declarations of src_c/crnn.h, in the header's order, one per line.
+from libc.stdint cimport int64_t
+
+cdef extern from "crnn.h" nogil:
+    enum:
+        CRNN_OK
+        CRNN_ESIZE
+        CRNN_EACT
+        CRNN_ETOKEN
+        CRNN_ELENGTH
+        CRNN_ENULL
+        CRNN_EBLAS
+
+    ctypedef enum crnn_activation:
+        CRNN_IDENTITY
+        CRNN_TANH
+        CRNN_RELU
+        CRNN_SIGMOID
+        CRNN_SOFTMAX
+
+    ctypedef void (*crnn_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k, float *alpha, float *a, int *lda, float *b, int *ldb, float *beta, float *c, int *ldc) noexcept nogil
+    ctypedef void (*crnn_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k, double *alpha, double *a, int *lda, double *b, int *ldb, double *beta, double *c, int *ldc) noexcept nogil
+
+    ctypedef struct crnn_blas:
+        crnn_sgemm_fn sgemm
+        crnn_dgemm_fn dgemm
+
+    ctypedef struct crnn_shape:
+        int T, B, D, H, O
+        int activation
+        int output_activation
+        int reverse
+        int bias
+
+    const char *crnn_strerror(int code)
+
+    int crnn_elman_forward_f32(float *hs, float *y, float *h_last, const float *x, const int64_t *tokens, const float *h0, const int64_t *lengths, const float *W_xh, const float *W_hh, const float *b_h, const float *W_hy, const float *b_y, const crnn_shape *s, const crnn_blas *blas)
+    int crnn_elman_forward_f64(double *hs, double *y, double *h_last, const double *x, const int64_t *tokens, const double *h0, const int64_t *lengths, const double *W_xh, const double *W_hh, const double *b_h, const double *W_hy, const double *b_y, const crnn_shape *s, const crnn_blas *blas)
+
+    int crnn_elman_backward_f32(float *dx, float *dh0, float *dW_xh, float *dW_hh, float *db_h, float *dW_hy, float *db_y, const float *dy, const float *dstate, const float *hs, const float *y, const float *x, const int64_t *tokens, const float *h0, const int64_t *lengths, const float *W_xh, const float *W_hh, const float *W_hy, float *da, float *dz, const crnn_shape *s, const crnn_blas *blas)
+    int crnn_elman_backward_f64(double *dx, double *dh0, double *dW_xh, double *dW_hh, double *db_h, double *dW_hy, double *db_y, const double *dy, const double *dstate, const double *hs, const double *y, const double *x, const int64_t *tokens, const double *h0, const int64_t *lengths, const double *W_xh, const double *W_hh, const double *W_hy, double *da, double *dz, const crnn_shape *s, const crnn_blas *blas)
+
+    int crnn_activate_f32(float *out, const float *inp, int64_t n, int act)
+    int crnn_activate_f64(double *out, const double *inp, int64_t n, int act)

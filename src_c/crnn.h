@@ -1,0 +1,143 @@
+/* crnn.h -- the C99 core of crnn: Elman RNN layers over whole sequences.
+ *
+ * Size letters, used in every comment below:
+ *   T  time steps         B  sequences in the batch
+ *   D  input features     H  hidden units        O  output features (0: none)
+ * Every array is C-contiguous (row-major); a batch of sequences is time-major,
+ * x[t][b][d] at x + (t*B + b)*D + d. Parameters are stored as in the notes:
+ * W_xh (H,D), W_hh (H,H), b_h (H), W_hy (O,H), b_y (O).
+ *
+ * The model, for each sequence b and each valid step t (t < len_b):
+ *   a_t = W_xh x_t + W_hh h_prev + b_h,   h_t = f(a_t),   y_t = g(W_hy h_t + b_y)
+ * where h_prev is h_{t-1} (forward) or h_{t+1} (reverse), and h0 before the
+ * first step processed. Steps t >= len_b are padding: h_t = y_t = 0 there and
+ * nothing read there reaches the state or any gradient.
+ *
+ * The core links no BLAS: the caller hands it sgemm/dgemm with the Fortran
+ * (column-major) signature, e.g. from scipy.linalg.cython_blas. Kernels never
+ * allocate, print or exit; they return CRNN_OK or a negative CRNN_E* code.
+ * No Python headers here.
+ */
+#ifndef CRNN_H
+#define CRNN_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    CRNN_OK = 0,
+    CRNN_ESIZE = -1,       /* a size < 1 (O < 0), or T*B*max(D,H,O) beyond int */
+    CRNN_EACT = -2,        /* unknown activation, or softmax as hidden activation */
+    CRNN_ETOKEN = -3,      /* a token id outside [0, D) */
+    CRNN_ELENGTH = -4,     /* a length outside [0, T] */
+    CRNN_ENULL = -5,       /* a required buffer is NULL */
+    CRNN_EBLAS = -6        /* the BLAS function pointer for this dtype is NULL */
+};
+
+typedef enum {
+    CRNN_IDENTITY = 0,
+    CRNN_TANH = 1,
+    CRNN_RELU = 2,
+    CRNN_SIGMOID = 3,
+    CRNN_SOFTMAX = 4       /* output activation only: over the O features of a step */
+} crnn_activation;
+
+/* Fortran BLAS ?gemm, as scipy.linalg.cython_blas exports it. */
+typedef void (*crnn_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                              float *alpha, float *a, int *lda, float *b, int *ldb,
+                              float *beta, float *c, int *ldc);
+typedef void (*crnn_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                              double *alpha, double *a, int *lda, double *b, int *ldb,
+                              double *beta, double *c, int *ldc);
+
+typedef struct {
+    crnn_sgemm_fn sgemm;
+    crnn_dgemm_fn dgemm;
+} crnn_blas;
+
+typedef struct {
+    int T, B, D, H, O;       /* O = 0: no output projection, the output is h */
+    int activation;          /* f: a crnn_activation other than CRNN_SOFTMAX */
+    int output_activation;   /* g: any crnn_activation; identity when O = 0 */
+    int reverse;             /* 1: each sequence runs from step len_b-1 down to 0 */
+    int bias;                /* 0: b_h and b_y are absent (may be NULL) */
+} crnn_shape;
+
+/* What a status code means, as a static string. */
+const char *crnn_strerror(int code);
+
+/* Forward over a whole batch of sequences.
+ *   hs      (T,B,H) out  h_t; 0 at padded steps. Kept by the caller for backward.
+ *   y       (T,B,O) out  y_t; 0 at padded steps. Only when O > 0, else NULL.
+ *           Softmax outputs are at least the dtype's smallest normal number,
+ *           so that -log y and 1/y stay finite.
+ *   h_last  (B,H)   out  the state after each sequence's last processed step
+ *                        (h0, or 0, when len_b = 0)
+ *   x       (T,B,D) in   dense input; finite at every position (the caller
+ *                        zeroes padding); NULL when tokens are given
+ *   tokens  (T,B)   in   token ids in [0,D) at every position (one-hot input:
+ *                        column W_xh[:, id]); NULL for dense input
+ *   h0      (B,H)   in   initial state; NULL means zeros
+ *   lengths (B)     in   valid steps per sequence in [0,T]; NULL means all T
+ *   W_xh (H,D), W_hh (H,H), b_h (H), W_hy (O,H), b_y (O)   parameters
+ */
+int crnn_elman_forward_f32(float *hs, float *y, float *h_last,
+                           const float *x, const int64_t *tokens, const float *h0,
+                           const int64_t *lengths,
+                           const float *W_xh, const float *W_hh, const float *b_h,
+                           const float *W_hy, const float *b_y,
+                           const crnn_shape *s, const crnn_blas *blas);
+int crnn_elman_forward_f64(double *hs, double *y, double *h_last,
+                           const double *x, const int64_t *tokens, const double *h0,
+                           const int64_t *lengths,
+                           const double *W_xh, const double *W_hh, const double *b_h,
+                           const double *W_hy, const double *b_y,
+                           const crnn_shape *s, const crnn_blas *blas);
+
+/* Backpropagation through time over the whole batch, after a forward with the
+ * same inputs, parameters and shape.
+ *   dx      (T,B,D) out  dL/dx, overwritten; NULL skips it (always for tokens)
+ *   dh0     (B,H)   out  dL/dh0, overwritten (dL/dh0 at h0 = 0 when h0 is NULL)
+ *   dW_xh (H,D), dW_hh (H,H), db_h (H), dW_hy (O,H), db_y (O)
+ *                   acc  parameter gradients, accumulated (+=)
+ *   dy      (T,B,O or H) in  dL/dy; read at valid steps only
+ *   dstate  (B,H)   in   dL/dh_last; NULL means zeros
+ *   hs, y           in   the forward's outputs (y only when O > 0)
+ *   x, tokens, h0, lengths, W_xh, W_hh, W_hy   in   as given to the forward
+ *   da      (T,B,H) work dL/da_t, the pre-activation gradient
+ *   dz      (T,B,O) work dL/dz_t, the output pre-activation gradient (O > 0)
+ */
+int crnn_elman_backward_f32(float *dx, float *dh0,
+                            float *dW_xh, float *dW_hh, float *db_h,
+                            float *dW_hy, float *db_y,
+                            const float *dy, const float *dstate,
+                            const float *hs, const float *y,
+                            const float *x, const int64_t *tokens, const float *h0,
+                            const int64_t *lengths,
+                            const float *W_xh, const float *W_hh, const float *W_hy,
+                            float *da, float *dz,
+                            const crnn_shape *s, const crnn_blas *blas);
+int crnn_elman_backward_f64(double *dx, double *dh0,
+                            double *dW_xh, double *dW_hh, double *db_h,
+                            double *dW_hy, double *db_y,
+                            const double *dy, const double *dstate,
+                            const double *hs, const double *y,
+                            const double *x, const int64_t *tokens, const double *h0,
+                            const int64_t *lengths,
+                            const double *W_xh, const double *W_hh, const double *W_hy,
+                            double *da, double *dz,
+                            const crnn_shape *s, const crnn_blas *blas);
+
+/* Elementwise activations, exposed so that their accuracy can be tested:
+ * out[i] = act(in[i]) for tanh, relu, sigmoid, identity; softmax is not
+ * elementwise (CRNN_EACT). in and out may be the same buffer. */
+int crnn_activate_f32(float *out, const float *in, int64_t n, int act);
+int crnn_activate_f64(double *out, const double *in, int64_t n, int act);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CRNN_H */

@@ -1,0 +1,356 @@
+/* elman_impl.h -- one body for float and double, included twice by elman.c
+ * with REAL (float|double), SFX (f32|f64), GEMM_PTR (the crnn_blas member),
+ * REAL_TINY (smallest normal) and the math functions TANH_ and EXP_ defined.
+ * Size letters and conventions: see crnn.h. */
+
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+
+/* Row-major C (M,N) = alpha op(A) op(B) + beta C through a column-major gemm:
+ * a row-major matrix is its column-major transpose, so C^T = op(B)^T op(A)^T
+ * is computed by swapping the operands (never by copying). ta/tb say whether
+ * A/B are used transposed; lda/ldb/ldc are the row-major row lengths. BLAS
+ * never writes A or B, the casts only meet its Fortran signature. */
+static void FN(rm_gemm)(const crnn_blas *blas, char ta, char tb, int M, int N, int K,
+                        REAL alpha, const REAL *A, int lda, const REAL *B, int ldb,
+                        REAL beta, REAL *C, int ldc)
+{
+    if (M == 0 || N == 0) return;
+    if (K == 0) {  /* BLAS would scale C by beta; keep that meaning */
+        for (int i = 0; i < M; ++i)
+            for (int j = 0; j < N; ++j)
+                C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    blas->GEMM_PTR(&tb, &ta, &N, &M, &K, &alpha, (REAL *)B, &ldb, (REAL *)A, &lda,
+                   &beta, C, &ldc);
+}
+
+/* out = act(in), elementwise, n values. */
+static void FN(act_forward)(REAL *out, const REAL *in, size_t n, int act)
+{
+    switch (act) {
+    case CRNN_TANH:
+        for (size_t i = 0; i < n; ++i) out[i] = TANH_(in[i]);
+        break;
+    case CRNN_RELU:
+        for (size_t i = 0; i < n; ++i) out[i] = in[i] > 0 ? in[i] : 0;
+        break;
+    case CRNN_SIGMOID:
+        /* 1/(1+e^-a); e^-a overflows to inf for a < -log(max) and gives 0 */
+        for (size_t i = 0; i < n; ++i) out[i] = 1 / (1 + EXP_(-in[i]));
+        break;
+    default: /* identity */
+        if (out != in)
+            for (size_t i = 0; i < n; ++i) out[i] = in[i];
+        break;
+    }
+}
+
+/* g <- g * f'(a), with f' written in terms of the output v = f(a). n values. */
+static void FN(act_backward)(REAL *g, const REAL *v, size_t n, int act)
+{
+    switch (act) {
+    case CRNN_TANH:
+        for (size_t i = 0; i < n; ++i) g[i] *= 1 - v[i] * v[i];
+        break;
+    case CRNN_RELU:  /* relu'(0) = 0 */
+        for (size_t i = 0; i < n; ++i) g[i] = v[i] > 0 ? g[i] : 0;
+        break;
+    case CRNN_SIGMOID:
+        for (size_t i = 0; i < n; ++i) g[i] *= v[i] * (1 - v[i]);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Softmax over each of `rows` rows of O values, in place, clamped below at
+ * the smallest normal number (see crnn.h). */
+static void FN(softmax_rows)(REAL *z, size_t rows, int O)
+{
+    for (size_t r = 0; r < rows; ++r) {
+        REAL *v = z + r * (size_t)O;
+        REAL m = v[0];
+        for (int k = 1; k < O; ++k) m = v[k] > m ? v[k] : m;
+        REAL sum = 0;
+        for (int k = 0; k < O; ++k) {
+            v[k] = EXP_(v[k] - m);
+            sum += v[k];
+        }
+        REAL inv = 1 / sum;
+        for (int k = 0; k < O; ++k) {
+            REAL p = v[k] * inv;
+            v[k] = p < REAL_TINY ? REAL_TINY : p;
+        }
+    }
+}
+
+/* dz = J_softmax(y)^T dy = y * (dy - <y, dy>) for one row of O values. */
+static void FN(softmax_backward_row)(REAL *dz, const REAL *y, const REAL *dy, int O)
+{
+    REAL dot = 0;
+    for (int k = 0; k < O; ++k) dot += y[k] * dy[k];
+    for (int k = 0; k < O; ++k) dz[k] = y[k] * (dy[k] - dot);
+}
+
+/* The step sequence b processes first, and the one it ends on. */
+static int FN(step_of)(int reverse, int len, int T, int last)
+{
+    (void)T;
+    if (reverse) return last ? 0 : len - 1;
+    return last ? len - 1 : 0;
+}
+
+static int FN(check)(const crnn_shape *s, const crnn_blas *blas, const int64_t *tokens,
+                     const int64_t *lengths)
+{
+    if (!s || !blas) return CRNN_ENULL;
+    if (!blas->GEMM_PTR) return CRNN_EBLAS;
+    if (s->T < 1 || s->B < 1 || s->D < 1 || s->H < 1 || s->O < 0) return CRNN_ESIZE;
+    int64_t widest = s->D > s->H ? s->D : s->H;
+    widest = widest > s->O ? widest : s->O;
+    if ((int64_t)s->T * s->B * widest > INT32_MAX || (int64_t)s->H * s->H > INT32_MAX)
+        return CRNN_ESIZE;
+    if (s->activation < CRNN_IDENTITY || s->activation > CRNN_SIGMOID) return CRNN_EACT;
+    if (s->output_activation < CRNN_IDENTITY || s->output_activation > CRNN_SOFTMAX)
+        return CRNN_EACT;
+    if (tokens) {
+        size_t n = (size_t)s->T * s->B;
+        for (size_t i = 0; i < n; ++i)
+            if (tokens[i] < 0 || tokens[i] >= s->D) return CRNN_ETOKEN;
+    }
+    if (lengths)
+        for (int b = 0; b < s->B; ++b)
+            if (lengths[b] < 0 || lengths[b] > s->T) return CRNN_ELENGTH;
+    return CRNN_OK;
+}
+
+int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
+                           const REAL *x, const int64_t *tokens, const REAL *h0,
+                           const int64_t *lengths,
+                           const REAL *W_xh, const REAL *W_hh, const REAL *b_h,
+                           const REAL *W_hy, const REAL *b_y,
+                           const crnn_shape *s, const crnn_blas *blas)
+{
+    int rc = FN(check)(s, blas, tokens, lengths);
+    if (rc) return rc;
+    const int T = s->T, B = s->B, D = s->D, H = s->H, O = s->O;
+    const int TB = T * B;
+    const size_t BH = (size_t)B * H;
+    const REAL *bh = s->bias ? b_h : NULL;
+    if (!hs || !h_last || !W_xh || !W_hh || (!x && !tokens) || (s->bias && !b_h))
+        return CRNN_ENULL;
+    if (O > 0 && (!y || !W_hy || (s->bias && !b_y))) return CRNN_ENULL;
+
+    /* hs <- X W_xh^T + b_h for all T*B rows at once: one GEMM, or a gather of
+     * W_xh's columns for one-hot tokens. */
+    if (tokens) {
+        for (size_t r = 0; r < (size_t)TB; ++r) {
+            REAL *row = hs + r * H;
+            const REAL *col = W_xh + tokens[r];
+            for (int j = 0; j < H; ++j) row[j] = col[(size_t)j * D] + (bh ? bh[j] : 0);
+        }
+    } else {
+        if (bh)
+            for (size_t r = 0; r < (size_t)TB; ++r) memcpy(hs + r * H, bh, H * sizeof(REAL));
+        FN(rm_gemm)(blas, 'N', 'T', TB, H, D, 1, x, D, W_xh, D, bh ? 1 : 0, hs, H);
+    }
+
+    /* A reversed sequence shorter than T starts at step len_b-1, where hs[t+1]
+     * is padding (0), not h0: add its W_hh h0 there up front. h_last is free
+     * until the end and holds h0 W_hh^T meanwhile. */
+    if (s->reverse && lengths && h0) {
+        FN(rm_gemm)(blas, 'N', 'T', B, H, H, 1, h0, H, W_hh, H, 0, h_last, H);
+        for (int b = 0; b < B; ++b) {
+            int len = (int)lengths[b];
+            if (len == 0 || len == T) continue;
+            REAL *a = hs + ((size_t)(len - 1) * B + b) * H;
+            const REAL *g = h_last + (size_t)b * H;
+            for (int j = 0; j < H; ++j) a[j] += g[j];
+        }
+    }
+
+    /* The recurrence: a_t += h_prev W_hh^T (one GEMM per step), h_t = f(a_t). */
+    for (int step = 0; step < T; ++step) {
+        const int t = s->reverse ? T - 1 - step : step;
+        REAL *a = hs + (size_t)t * BH;
+        const REAL *prev = step == 0 ? h0 : hs + (size_t)(s->reverse ? t + 1 : t - 1) * BH;
+        if (prev) FN(rm_gemm)(blas, 'N', 'T', B, H, H, 1, prev, H, W_hh, H, 1, a, H);
+        FN(act_forward)(a, a, BH, s->activation);
+        if (lengths)
+            for (int b = 0; b < B; ++b)
+                if (t >= lengths[b]) memset(a + (size_t)b * H, 0, H * sizeof(REAL));
+    }
+
+    for (int b = 0; b < B; ++b) {
+        int len = lengths ? (int)lengths[b] : T;
+        REAL *dst = h_last + (size_t)b * H;
+        if (len == 0) {
+            if (h0) memcpy(dst, h0 + (size_t)b * H, H * sizeof(REAL));
+            else memset(dst, 0, H * sizeof(REAL));
+        } else {
+            int t = FN(step_of)(s->reverse, len, T, 1);
+            memcpy(dst, hs + ((size_t)t * B + b) * H, H * sizeof(REAL));
+        }
+    }
+
+    /* y = g(hs W_hy^T + b_y): one GEMM over all T*B rows. */
+    if (O > 0) {
+        const REAL *by = s->bias ? b_y : NULL;
+        if (by)
+            for (size_t r = 0; r < (size_t)TB; ++r) memcpy(y + r * O, by, O * sizeof(REAL));
+        FN(rm_gemm)(blas, 'N', 'T', TB, O, H, 1, hs, H, W_hy, H, by ? 1 : 0, y, O);
+        if (s->output_activation == CRNN_SOFTMAX)
+            FN(softmax_rows)(y, (size_t)TB, O);
+        else
+            FN(act_forward)(y, y, (size_t)TB * O, s->output_activation);
+        if (lengths)
+            for (int t = 0; t < T; ++t)
+                for (int b = 0; b < B; ++b)
+                    if (t >= lengths[b]) memset(y + ((size_t)t * B + b) * O, 0, O * sizeof(REAL));
+    }
+    return CRNN_OK;
+}
+
+int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
+                            REAL *dW_xh, REAL *dW_hh, REAL *db_h,
+                            REAL *dW_hy, REAL *db_y,
+                            const REAL *dy, const REAL *dstate,
+                            const REAL *hs, const REAL *y,
+                            const REAL *x, const int64_t *tokens, const REAL *h0,
+                            const int64_t *lengths,
+                            const REAL *W_xh, const REAL *W_hh, const REAL *W_hy,
+                            REAL *da, REAL *dz,
+                            const crnn_shape *s, const crnn_blas *blas)
+{
+    int rc = FN(check)(s, blas, tokens, lengths);
+    if (rc) return rc;
+    const int T = s->T, B = s->B, D = s->D, H = s->H, O = s->O;
+    const int TB = T * B;
+    const size_t BH = (size_t)B * H;
+    if (!dh0 || !dW_xh || !dW_hh || !dy || !hs || !W_xh || !W_hh || !da ||
+        (!x && !tokens) || (s->bias && !db_h))
+        return CRNN_ENULL;
+    if (O > 0 && (!y || !W_hy || !dz || !dW_hy || (s->bias && !db_y))) return CRNN_ENULL;
+
+#define VALID(t, b) (!lengths || (t) < lengths[b])
+    /* da <- dL/dh_t from the outputs (0 at padded steps, where dy is not read). */
+    if (O > 0) {
+        for (int t = 0; t < T; ++t)
+            for (int b = 0; b < B; ++b) {
+                size_t r = ((size_t)t * B + b) * O;
+                if (!VALID(t, b)) {
+                    memset(dz + r, 0, O * sizeof(REAL));
+                } else if (s->output_activation == CRNN_SOFTMAX) {
+                    FN(softmax_backward_row)(dz + r, y + r, dy + r, O);
+                } else {
+                    memcpy(dz + r, dy + r, O * sizeof(REAL));
+                    FN(act_backward)(dz + r, y + r, (size_t)O, s->output_activation);
+                }
+            }
+        /* dW_hy += dz^T hs;  db_y += sum_rows dz;  dh = dz W_hy */
+        FN(rm_gemm)(blas, 'T', 'N', O, H, TB, 1, dz, O, hs, H, 1, dW_hy, H);
+        if (s->bias)
+            for (size_t r = 0; r < (size_t)TB; ++r)
+                for (int k = 0; k < O; ++k) db_y[k] += dz[r * O + k];
+        FN(rm_gemm)(blas, 'N', 'N', TB, H, O, 1, dz, O, W_hy, H, 0, da, H);
+    } else {
+        for (int t = 0; t < T; ++t)
+            for (int b = 0; b < B; ++b) {
+                size_t r = ((size_t)t * B + b) * H;
+                if (VALID(t, b)) memcpy(da + r, dy + r, H * sizeof(REAL));
+                else memset(da + r, 0, H * sizeof(REAL));
+            }
+    }
+
+    /* dstate is dL/dh_last: it enters at each sequence's last processed step,
+     * or goes straight to dh0 when the sequence is empty. */
+    memset(dh0, 0, BH * sizeof(REAL));
+    if (dstate)
+        for (int b = 0; b < B; ++b) {
+            int len = lengths ? (int)lengths[b] : T;
+            const REAL *src = dstate + (size_t)b * H;
+            REAL *dst = len == 0 ? dh0 + (size_t)b * H
+                                 : da + ((size_t)FN(step_of)(s->reverse, len, T, 1) * B + b) * H;
+            for (int j = 0; j < H; ++j) dst[j] += src[j];
+        }
+
+    /* BPTT, the forward's steps in reverse order. On entry to a step, da[t]
+     * holds the whole dL/dh_t (its successor has added dL/dh_t W_hh already);
+     * it leaves as dL/da_t = dL/dh_t * f'(a_t). */
+    for (int step = T - 1; step >= 0; --step) {
+        const int t = s->reverse ? T - 1 - step : step;
+        REAL *g = da + (size_t)t * BH;
+        if (lengths)
+            for (int b = 0; b < B; ++b) {
+                if (VALID(t, b)) continue;
+                /* a reversed sequence of length t: what reached h_t came from
+                 * step t-1, whose h_prev was h0 */
+                if (s->reverse && lengths[b] == t)
+                    for (int j = 0; j < H; ++j) dh0[(size_t)b * H + j] += g[(size_t)b * H + j];
+                memset(g + (size_t)b * H, 0, H * sizeof(REAL));
+            }
+        FN(act_backward)(g, hs + (size_t)t * BH, BH, s->activation);
+        /* dL/dh_prev += da_t W_hh, into the predecessor step or into dh0 */
+        REAL *gprev = step == 0 ? dh0 : da + (size_t)(s->reverse ? t + 1 : t - 1) * BH;
+        FN(rm_gemm)(blas, 'N', 'N', B, H, H, 1, g, H, W_hh, H, 1, gprev, H);
+    }
+
+    /* Whole-sequence parameter gradients from da (0 at padded steps). */
+    if (s->bias)
+        for (size_t r = 0; r < (size_t)TB; ++r)
+            for (int j = 0; j < H; ++j) db_h[j] += da[r * H + j];
+
+    /* dW_hh += sum_t da_t^T h_prev(t): one GEMM pairs every step with its
+     * predecessor in hs; the first step's h_prev is h0. */
+    if (T > 1) {
+        const REAL *da_first = s->reverse ? da : da + BH;       /* steps with h_prev in hs */
+        const REAL *h_prev = s->reverse ? hs + BH : hs;
+        FN(rm_gemm)(blas, 'T', 'N', H, H, (T - 1) * B, 1, da_first, H, h_prev, H, 1, dW_hh, H);
+    }
+    if (h0) {
+        const REAL *da0 = da + (size_t)(s->reverse ? T - 1 : 0) * BH;
+        FN(rm_gemm)(blas, 'T', 'N', H, H, B, 1, da0, H, h0, H, 1, dW_hh, H);
+        /* a reversed sequence shorter than T started from h0 at step len_b-1 */
+        if (s->reverse && lengths)
+            for (int b = 0; b < B; ++b) {
+                int len = (int)lengths[b];
+                if (len == 0 || len == T) continue;
+                const REAL *d = da + ((size_t)(len - 1) * B + b) * H;
+                FN(rm_gemm)(blas, 'T', 'N', H, H, 1, 1, d, H, h0 + (size_t)b * H, H, 1, dW_hh, H);
+            }
+    }
+
+    if (tokens) {
+        /* dW_xh[:, id] += da_t for each valid (t, b) */
+        for (int t = 0; t < T; ++t)
+            for (int b = 0; b < B; ++b) {
+                if (!VALID(t, b)) continue;
+                size_t r = (size_t)t * B + b;
+                REAL *col = dW_xh + tokens[r];
+                const REAL *d = da + r * H;
+                for (int j = 0; j < H; ++j) col[(size_t)j * D] += d[j];
+            }
+    } else {
+        /* dW_xh += da^T X;  dx = da W_xh */
+        FN(rm_gemm)(blas, 'T', 'N', H, D, TB, 1, da, H, x, D, 1, dW_xh, D);
+        if (dx) FN(rm_gemm)(blas, 'N', 'N', TB, D, H, 1, da, H, W_xh, D, 0, dx, D);
+    }
+#undef VALID
+    return CRNN_OK;
+}
+
+int FN(crnn_activate)(REAL *out, const REAL *in, int64_t n, int act)
+{
+    if (!out || !in) return CRNN_ENULL;
+    if (n < 0) return CRNN_ESIZE;
+    if (act < CRNN_IDENTITY || act > CRNN_SIGMOID) return CRNN_EACT;
+    FN(act_forward)(out, in, (size_t)n, act);
+    return CRNN_OK;
+}
+
+#undef FN
+#undef CAT
+#undef CAT_
