@@ -71,17 +71,18 @@ cdef crnn_shape _shape(int T, int B, int D, int H, int O, str activation,
     return s
 
 
-def elman_forward(x, tokens, h0, lengths, params, *, int T, int B, int D, int H, int O,
+def elman_forward(x, tokens, h0, lengths, params, *, dtype, int T, int B, int D, int H, int O,
                   str activation, str output_activation, bint reverse, bint bias):
     """Run crnn_elman_forward_*; returns (hs, y or None, h_last) as new arrays.
 
     x: (T,B,D) dense input or None; tokens: (T,B) int64 or None; h0: (B,H) or
-    None; lengths: (B,) int64 or None; params: dict of the layer's arrays.
+    None; lengths: (B,) int64 or None; params: dict of the layer's arrays;
+    dtype: float32 or float64, that of every float array.
     """
     cdef crnn_shape s = _shape(T, B, D, H, O, activation, output_activation, reverse, bias)
-    dt = params["W_hh"].dtype
+    dt = np.dtype(dtype)
     if dt != np.float32 and dt != np.float64:
-        raise TypeError(f"parameters must be float32 or float64, got {dt}")
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
     if (x is None) == (tokens is None):
         raise ValueError("exactly one of x and tokens must be given")
     hs = np.empty((T, B, H), dt)
@@ -121,13 +122,13 @@ def elman_forward(x, tokens, h0, lengths, params, *, int T, int B, int D, int H,
 
 
 def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bint want_dx,
-                   *, int T, int B, int D, int H, int O, str activation,
+                   *, dtype, int T, int B, int D, int H, int O, str activation,
                    str output_activation, bint reverse, bint bias):
     """Run crnn_elman_backward_*: accumulates into `grads`, returns (dx or None, dh0)."""
     cdef crnn_shape s = _shape(T, B, D, H, O, activation, output_activation, reverse, bias)
-    dt = params["W_hh"].dtype
+    dt = np.dtype(dtype)
     if dt != np.float32 and dt != np.float64:
-        raise TypeError(f"parameters must be float32 or float64, got {dt}")
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
     if (x is None) == (tokens is None):
         raise ValueError("exactly one of x and tokens must be given")
     cdef int F = O if O > 0 else H

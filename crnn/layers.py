@@ -5,6 +5,8 @@ of shape (T, B); `lengths` (B,) marks each sequence's valid prefix; a state is
 (B, H) for a Layer. `params` and `grads` are dicts of live arrays with the same
 keys; `backward` accumulates into `grads`.
 """
+from collections.abc import MutableMapping
+
 import numpy as np
 
 from crnn import _core
@@ -108,7 +110,7 @@ def _sequence_input(x, D, dtype, lengths_arg):
                              f"(pad with 0), got min {arr.min()}, max {arr.max()}")
         return None, np.ascontiguousarray(arr, dtype=np.int64), T, B, lengths
     dense = np.ascontiguousarray(arr, dtype=dtype)
-    if lengths is not None and (lengths < T).any():
+    if lengths is not None and any(dense[n:, b].any() for b, n in enumerate(lengths)):
         # padded positions may hold anything: never let them reach the GEMMs
         if np.may_share_memory(dense, arr):
             dense = dense.copy()
@@ -201,7 +203,7 @@ class Layer(Module):
                 "bias": self.bias, "dtype": self.dtype.name}
 
     def _sizes(self, T, B):
-        return dict(T=T, B=B, D=self.input_size, H=self.hidden_size, O=self.output_size or 0,
+        return dict(dtype=self.dtype, T=T, B=B, D=self.input_size, H=self.hidden_size, O=self.output_size or 0,
                     activation=self.activation, output_activation=self.output_activation,
                     reverse=self.reverse, bias=self.bias)
 
@@ -256,3 +258,231 @@ class Layer(Module):
             extra += ", bias=False"
         return (f"Layer(input_size={self.input_size}, hidden_size={self.hidden_size}"
                 f"{extra}, activation={self.activation!r}, dtype={self.dtype.name})")
+
+
+class _Joined(MutableMapping):
+    """The params (or grads) of child modules as one flat dict, keys prefixed
+    "<child>.": a live view, so reading and assigning go to the children."""
+
+    def __init__(self, children, attr):
+        self._children = children  # list of (prefix, module)
+        self._attr = attr
+
+    def _find(self, key):
+        for prefix, module in self._children:
+            if isinstance(key, str) and key.startswith(prefix + "."):
+                inner = key[len(prefix) + 1:]
+                d = getattr(module, self._attr)
+                if inner in d:
+                    return d, inner
+        raise KeyError(key)
+
+    def __getitem__(self, key):
+        d, inner = self._find(key)
+        return d[inner]
+
+    def __setitem__(self, key, value):
+        d, inner = self._find(key)
+        d[inner] = value
+
+    def __delitem__(self, key):
+        raise TypeError("parameters cannot be removed")
+
+    def __iter__(self):
+        for prefix, module in self._children:
+            for inner in getattr(module, self._attr):
+                yield f"{prefix}.{inner}"
+
+    def __len__(self):
+        return sum(len(getattr(m, self._attr)) for _, m in self._children)
+
+    def __repr__(self):
+        return repr(dict(self))
+
+
+MERGES = ("concat", "sum", "mean", "mul")
+
+
+class BiLayer(Module):
+    """Two Layers over the same input, `fwd` left to right and `bwd` right to
+    left (each sequence from its own last valid step), merged per step:
+
+        concat  [y_fwd, y_bwd] on the feature axis (fwd first, as PyTorch)
+        sum     y_fwd + y_bwd
+        mean    (y_fwd + y_bwd) / 2
+        mul     y_fwd * y_bwd (elementwise)
+
+    The state is a pair (fwd, bwd); params are named "fwd.*" and "bwd.*".
+    """
+
+    def __init__(self, input_size, hidden_size, output_size=None, *, merge="concat",
+                 activation="tanh", output_activation="identity", bias=True, init="uniform",
+                 dtype=np.float64, seed=None):
+        self.merge = _choice(merge, "merge", MERGES)
+        seeds = np.random.SeedSequence(seed).spawn(2)
+        kw = dict(activation=activation, output_activation=output_activation, bias=bias,
+                  init=init, dtype=dtype)
+        self.fwd = Layer(input_size, hidden_size, output_size, reverse=False, seed=seeds[0], **kw)
+        self.bwd = Layer(input_size, hidden_size, output_size, reverse=True, seed=seeds[1], **kw)
+        self.params = _Joined([("fwd", self.fwd), ("bwd", self.bwd)], "params")
+        self.grads = _Joined([("fwd", self.fwd), ("bwd", self.bwd)], "grads")
+        self._outputs = None
+
+    input_size = property(lambda self: self.fwd.input_size)
+    hidden_size = property(lambda self: self.fwd.hidden_size)
+    output_size = property(lambda self: self.fwd.output_size)
+    activation = property(lambda self: self.fwd.activation)
+    output_activation = property(lambda self: self.fwd.output_activation)
+    bias = property(lambda self: self.fwd.bias)
+    dtype = property(lambda self: self.fwd.dtype)
+
+    @property
+    def out_features(self):
+        F = self.fwd.out_features
+        return 2 * F if self.merge == "concat" else F
+
+    def config(self):
+        c = self.fwd.config()
+        del c["reverse"]
+        c["type"] = "BiLayer"
+        c["merge"] = self.merge
+        return c
+
+    @staticmethod
+    def _pair(value, name):
+        if value is None:
+            return None, None
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise TypeError(f"{name} of a BiLayer must be a pair (fwd, bwd) or None, "
+                            f"got {type(value).__name__}")
+        return value
+
+    def forward(self, x, h0=None, lengths=None):
+        """Returns (y, (h_fwd, h_bwd)); see Layer.forward for x, lengths."""
+        self._outputs = None
+        h0_f, h0_b = self._pair(h0, "h0")
+        y_f, h_f = self.fwd.forward(x, h0_f, lengths)
+        y_b, h_b = self.bwd.forward(x, h0_b, lengths)
+        if self.merge == "concat":
+            y = np.concatenate([y_f, y_b], axis=2)
+        elif self.merge == "sum":
+            y = y_f + y_b
+        elif self.merge == "mean":
+            y = (y_f + y_b) * 0.5
+        else:
+            y = y_f * y_b
+        self._outputs = (y_f, y_b)
+        return y, (h_f, h_b)
+
+    def backward(self, dy, dstate=None, *, need_dx=True):
+        """Returns (dx, (dh0_fwd, dh0_bwd)); dx is None for token input."""
+        if self._outputs is None:
+            raise RuntimeError("backward() needs a successful forward() first")
+        y_f, y_b = self._outputs
+        dy = _real(dy, "dy", self.dtype)
+        T, B, F = y_f.shape
+        if dy.shape != (T, B, self.out_features):
+            raise ValueError(f"dy must have the output's shape (T, B, out_features) = "
+                             f"({T}, {B}, {self.out_features}), got {dy.shape}")
+        ds_f, ds_b = self._pair(dstate, "dstate")
+        if self.merge == "concat":
+            dy_f, dy_b = dy[..., :F], dy[..., F:]
+        elif self.merge == "sum":
+            dy_f = dy_b = dy
+        elif self.merge == "mean":
+            dy_f = dy_b = dy * 0.5
+        else:
+            dy_f, dy_b = dy * y_b, dy * y_f
+        dx_f, dh_f = self.fwd.backward(dy_f, ds_f, need_dx=need_dx)
+        dx_b, dh_b = self.bwd.backward(dy_b, ds_b, need_dx=need_dx)
+        dx = None if dx_f is None else dx_f + dx_b
+        return dx, (dh_f, dh_b)
+
+    def __repr__(self):
+        f = self.fwd
+        extra = ""
+        if f.output_size is not None:
+            extra += f", output_size={f.output_size}, output_activation={f.output_activation!r}"
+        if not f.bias:
+            extra += ", bias=False"
+        return (f"BiLayer(input_size={f.input_size}, hidden_size={f.hidden_size}{extra}, "
+                f"merge={self.merge!r}, activation={f.activation!r}, dtype={f.dtype.name})")
+
+
+class Stack(Module):
+    """Layers applied in turn: each layer's per-step output is the next one's
+    input. The state is a list with one entry per layer (None: zeros); params
+    are named by the layer's index, "0.W_xh", "1.bwd.W_hh". Only layer 0 may
+    take token ids."""
+
+    def __init__(self, layers):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("a Stack needs at least one layer")
+        for i, m in enumerate(layers):
+            if not isinstance(m, (Layer, BiLayer)):
+                raise TypeError(f"layer {i} must be a Layer or BiLayer, got {type(m).__name__}")
+        for i in range(1, len(layers)):
+            prev, cur = layers[i - 1], layers[i]
+            if cur.input_size != prev.out_features:
+                raise ValueError(f"layer {i} {cur!r} has input_size {cur.input_size}, but "
+                                 f"layer {i - 1} {prev!r} has out_features {prev.out_features}")
+            if cur.dtype != prev.dtype:
+                raise ValueError(f"layer {i} {cur!r} has dtype {cur.dtype.name}, but "
+                                 f"layer {i - 1} {prev!r} has dtype {prev.dtype.name}")
+        self.layers = layers
+        children = [(str(i), m) for i, m in enumerate(layers)]
+        self.params = _Joined(children, "params")
+        self.grads = _Joined(children, "grads")
+        self._ready = False
+
+    input_size = property(lambda self: self.layers[0].input_size)
+    out_features = property(lambda self: self.layers[-1].out_features)
+    dtype = property(lambda self: self.layers[0].dtype)
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def config(self):
+        return {"type": "Stack", "layers": [m.config() for m in self.layers]}
+
+    def _list(self, value, name):
+        n = len(self.layers)
+        if value is None:
+            return [None] * n
+        if not isinstance(value, (list, tuple)) or len(value) != n:
+            raise TypeError(f"{name} of a Stack must be a list with one entry per layer "
+                            f"({n}) or None, got {type(value).__name__}"
+                            + (f" of length {len(value)}" if isinstance(value, (list, tuple)) else ""))
+        return list(value)
+
+    def forward(self, x, h0=None, lengths=None):
+        """Returns (y, [state of each layer])."""
+        self._ready = False  # a failure part-way must leave nothing for backward
+        h0 = self._list(h0, "h0")
+        states = []
+        for m, h in zip(self.layers, h0):
+            x, s = m.forward(x, h, lengths)
+            states.append(s)
+        self._ready = True
+        return x, states
+
+    def backward(self, dy, dstate=None, *, need_dx=True):
+        """Returns (dx, [dh0 of each layer]); dx is None for token input."""
+        if not self._ready:
+            raise RuntimeError("backward() needs a successful forward() first")
+        dstate = self._list(dstate, "dstate")
+        dh0 = [None] * len(self.layers)
+        for i in range(len(self.layers) - 1, -1, -1):
+            dy, dh0[i] = self.layers[i].backward(dy, dstate[i], need_dx=need_dx or i > 0)
+        return dy, dh0
+
+    def __repr__(self):
+        inner = "".join(f"\n  ({i}): {m!r}" for i, m in enumerate(self.layers))
+        return f"Stack({inner}\n)"

@@ -1,0 +1,507 @@
+"""crnn.Layer: the C core against the literal oracle (crnn.reference), against
+finite differences (crnn.gradcheck), float32 against float64, input layouts,
+and every error path."""
+import itertools
+
+import numpy as np
+import pytest
+
+import crnn
+from crnn import reference
+from crnn.gradcheck import gradcheck
+
+ACTS = ["tanh", "relu", "sigmoid", "identity"]
+# (output_size, output_activation): no projection, or a projection with each g
+OUTS = [(None, "identity")] + [(3, g) for g in ["identity", "tanh", "relu", "sigmoid", "softmax"]]
+SHAPES = [  # (T, B, D, H)
+    (1, 1, 1, 1),
+    (1, 3, 2, 4),
+    (4, 1, 3, 2),
+    (5, 3, 1, 4),
+    (6, 4, 5, 1),
+    (7, 3, 4, 5),
+]
+
+
+def _lengths(kind, T, B, rng):
+    if kind is None:
+        return None
+    if kind == "full":
+        return np.full(B, T)
+    # "mixed": 0 and T among them
+    lens = rng.integers(0, T + 1, size=B)
+    lens[0] = 0
+    if B > 1:
+        lens[-1] = T
+    return lens
+
+
+def _case(T, B, D, H, *, tokens, lengths, h0, dstate, O, seed):
+    """Random inputs for one configuration, padding filled with NaN."""
+    rng = np.random.default_rng(seed)
+    lens = _lengths(lengths, T, B, rng)
+    if tokens:
+        x = rng.integers(0, D, size=(T, B))
+    else:
+        x = rng.standard_normal((T, B, D))
+    F = O or H
+    dy = rng.standard_normal((T, B, F))
+    if lens is not None:
+        for b, n in enumerate(lens):
+            dy[n:, b] = np.nan
+            if not tokens:
+                x[n:, b] = np.nan
+    h0v = rng.standard_normal((B, H)) if h0 else None
+    ds = rng.standard_normal((B, H)) if dstate else None
+    return x, lens, h0v, dy, ds
+
+
+def _close(got, ref, tol):
+    """|got - ref| <= tol * max(1, |ref|), elementwise, with a readable failure."""
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    assert got.shape == ref.shape
+    err = np.abs(got - ref) / np.maximum(1.0, np.abs(ref))
+    assert np.all(np.isfinite(got)), "non-finite values"
+    assert err.max(initial=0) <= tol, f"max scaled error {err.max():.3e} > {tol:.0e}"
+
+
+def _compare_with_reference(layer, x, lens, h0, dy, ds, tol):
+    y, h_last = layer.forward(x, h0, lens)
+    y_ref, h_ref = reference.forward(layer.config(), layer.params, x, h0, lens)
+    _close(y, y_ref, tol)
+    _close(h_last, h_ref, tol)
+    layer.zero_grad()
+    dx, dh0 = layer.backward(dy, ds)
+    g_ref, dx_ref, dh0_ref = reference.gradients(layer.config(), layer.params, x, dy, h0, lens, ds)
+    assert set(g_ref) == set(layer.grads)
+    for name in g_ref:
+        _close(layer.grads[name], g_ref[name], tol)
+    if dx_ref is None:
+        assert dx is None
+    else:
+        _close(dx, dx_ref, tol)
+    _close(dh0, dh0_ref, tol)
+
+
+# Every (f, g) pair with and without projection, bias, reverse; the remaining
+# options (lengths, h0, dstate, tokens, shape) cycle through the cases so
+# that each value meets many others.
+CORE_CASES = [
+    (f, out, bias, reverse) for f, out, bias, reverse in
+    itertools.product(ACTS, OUTS, [True, False], [False, True])
+]
+
+
+@pytest.mark.parametrize("i,case", list(enumerate(CORE_CASES)))
+def test_forward_and_gradients_match_reference(i, case):
+    f, (O, g), bias, reverse = case
+    T, B, D, H = SHAPES[i % len(SHAPES)]
+    opts = dict(tokens=i % 3 == 1, lengths=[None, "mixed", "full"][i % 3 if i % 5 else 1],
+                h0=i % 2 == 0, dstate=i % 4 < 2)
+    layer = crnn.Layer(D, H, O, activation=f, output_activation=g, bias=bias,
+                       reverse=reverse, seed=i)
+    x, lens, h0, dy, ds = _case(T, B, D, H, O=O, seed=100 + i, **opts)
+    _compare_with_reference(layer, x, lens, h0, dy, ds, 1e-12)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("tokens,lengths,h0,dstate",
+                         list(itertools.product([False, True], [None, "mixed", "full"],
+                                                [False, True], [False, True])))
+def test_options_product_match_reference(shape, tokens, lengths, h0, dstate):
+    T, B, D, H = shape
+    seed = hash((shape, tokens, lengths, h0, dstate)) % 2**32
+    layer = crnn.Layer(D, H, 2, activation="tanh", output_activation="sigmoid",
+                       reverse=bool(seed % 2), seed=seed)
+    x, lens, h0v, dy, ds = _case(T, B, D, H, tokens=tokens, lengths=lengths, h0=h0,
+                                 dstate=dstate, O=2, seed=seed)
+    _compare_with_reference(layer, x, lens, h0v, dy, ds, 1e-12)
+
+
+def test_larger_shape_matches_reference():
+    layer = crnn.Layer(9, 16, 5, activation="tanh", output_activation="softmax", seed=3,
+                       reverse=True)
+    x, lens, h0, dy, ds = _case(12, 6, 9, 16, tokens=False, lengths="mixed", h0=True,
+                                dstate=True, O=5, seed=4)
+    _compare_with_reference(layer, x, lens, h0, dy, ds, 1e-12)
+
+
+GRAD_CASES = [
+    (f, out, bias, reverse, tokens, lengths)
+    for (f, out), bias, reverse, tokens, lengths in zip(
+        itertools.product(ACTS, OUTS),
+        itertools.cycle([True, False, True]),
+        itertools.cycle([False, True]),
+        itertools.cycle([False, False, True]),
+        itertools.cycle([None, "mixed", "full", "mixed"]))
+]
+
+
+@pytest.mark.parametrize("f,out,bias,reverse,tokens,lengths", GRAD_CASES)
+def test_gradients_match_finite_differences(f, out, bias, reverse, tokens, lengths):
+    O, g = out
+    T, B, D, H = 5, 3, 3, 4
+    seed = ACTS.index(f) * 10 + OUTS.index(out)
+    layer = crnn.Layer(D, H, O, activation=f, output_activation=g, bias=bias,
+                       reverse=reverse, seed=seed)
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=tokens, lengths=lengths, h0=True,
+                                dstate=True, O=O, seed=seed)
+    if f == "relu":  # keep pre-activations away from the kink, where FD is meaningless
+        layer.params["W_hh"][...] *= 0.3
+    errors = gradcheck(layer, x, h0, lens, dy=dy, dstate=ds)
+    expected = set(layer.params) | {"h0"} | (set() if tokens else {"x"})
+    assert set(errors) == expected
+    bad = {k: v for k, v in errors.items() if not v <= 1e-7}
+    assert not bad, f"relative errors above 1e-7: {bad}"
+
+
+def test_gradcheck_detects_a_wrong_gradient(monkeypatch):
+    layer = crnn.Layer(2, 3, seed=0)
+    x = np.random.default_rng(0).standard_normal((4, 2, 2))
+    original = crnn.Layer.backward
+
+    def broken(self, dy, dstate=None, **kw):
+        out = original(self, dy, dstate, **kw)
+        self.grads["W_hh"][0, 0] += 1e-3
+        return out
+
+    monkeypatch.setattr(crnn.Layer, "backward", broken)
+    errors = gradcheck(layer, x)
+    assert errors["W_hh"] > 1e-5
+    assert errors["W_xh"] < 1e-7
+
+
+@pytest.mark.parametrize("f,out", list(itertools.product(ACTS, OUTS)))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_float32_matches_float64(f, out, reverse):
+    O, g = out
+    T, B, D, H = 6, 3, 4, 5
+    kw = dict(activation=f, output_activation=g, reverse=reverse, seed=11)
+    l64 = crnn.Layer(D, H, O, dtype=np.float64, **kw)
+    l32 = crnn.Layer(D, H, O, dtype=np.float32, **kw)
+    for k in l64.params:  # the same values in both precisions
+        l64.params[k][...] = l32.params[k]
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths="mixed", h0=True,
+                                dstate=True, O=O, seed=12)
+    y64, h64 = l64.forward(x, h0, lens)
+    y32, h32 = l32.forward(x, h0, lens)
+    assert y32.dtype == np.float32 and h32.dtype == np.float32
+    _close(y32, y64, 1e-4)
+    _close(h32, h64, 1e-4)
+    dx64, dh64 = l64.backward(dy, ds)
+    dx32, dh32 = l32.backward(dy, ds)
+    assert dx32.dtype == np.float32 and dh32.dtype == np.float32
+    _close(dx32, dx64, 1e-4)
+    _close(dh32, dh64, 1e-4)
+    for k in l64.grads:
+        assert l32.grads[k].dtype == np.float32
+        _close(l32.grads[k], l64.grads[k], 1e-4)
+
+
+def _run(layer, x, h0, lens, dy, ds):
+    y, h = layer.forward(x, h0, lens)
+    layer.zero_grad()
+    dx, dh0 = layer.backward(dy, ds)
+    return [np.array(a) for a in (y, h, dx, dh0, *layer.grads.values())]
+
+
+@pytest.mark.parametrize("layout", ["fortran", "strided", "readonly", "int", "float32_input"])
+def test_input_layouts_give_the_same_results(layout):
+    T, B, D, H = 5, 3, 4, 6
+    layer = crnn.Layer(D, H, 2, output_activation="tanh", seed=5)
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths="mixed", h0=True,
+                                dstate=True, O=2, seed=6)
+    if layout == "int":
+        x = np.round(np.nan_to_num(x) * 3)
+    if layout == "float32_input":
+        x = np.nan_to_num(x).astype(np.float32)
+    base = _run(layer, x.copy(), h0.copy(), lens.copy(), dy.copy(), ds.copy())
+
+    def convert(a):
+        if layout == "fortran":
+            return np.asfortranarray(a)
+        if layout == "strided":  # every array a non-contiguous view
+            big = np.zeros(a.shape + (2,), a.dtype)
+            big[..., 0] = a
+            return big[..., 0]
+        if layout == "readonly":
+            a = a.copy()
+            a.flags.writeable = False
+            return a
+        if layout == "int" and a is x:
+            return a.astype(np.int32)
+        return a
+
+    got = _run(layer, convert(x), convert(h0), convert(lens), convert(dy), convert(ds))
+    for a, b in zip(got, base):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_inputs_are_never_modified_and_outputs_never_reused():
+    T, B, D, H = 4, 3, 2, 3
+    layer = crnn.Layer(D, H, seed=0)
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths="mixed", h0=True,
+                                dstate=True, O=None, seed=1)
+    copies = [a.copy() for a in (x, lens, h0, dy, ds)]
+    y1, h1 = layer.forward(x, h0, lens)
+    dx1, dh1 = layer.backward(dy, ds)
+    kept = [a.copy() for a in (y1, h1, dx1, dh1)]
+    for a, c in zip((x, lens, h0, dy, ds), copies):
+        np.testing.assert_array_equal(a, c)  # NaN padding included
+    layer.forward(x * 2, h0, lens)
+    layer.backward(dy, ds)
+    for a, c in zip((y1, h1, dx1, dh1), kept):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_padding_and_zero_lengths():
+    T, B, D, H = 5, 4, 3, 2
+    for reverse in (False, True):
+        layer = crnn.Layer(D, H, 3, output_activation="sigmoid", reverse=reverse, seed=2)
+        rng = np.random.default_rng(3)
+        x = rng.standard_normal((T, B, D))
+        h0 = rng.standard_normal((B, H))
+        lens = np.array([0, 2, 5, 1])
+        y, h = layer.forward(x, h0, lens)
+        for b, n in enumerate(lens):
+            assert np.all(y[n:, b] == 0)
+        np.testing.assert_array_equal(h[0], h0[0])  # len 0: h_last = h0
+        dy = np.ones((T, B, 3))
+        ds = np.ones((B, H))
+        dx, dh0 = layer.backward(dy, ds)
+        np.testing.assert_array_equal(dh0[0], ds[0])  # len 0: dstate goes to dh0
+        for b, n in enumerate(lens):
+            assert np.all(dx[n:, b] == 0)
+        # each sequence alone, cut to its valid prefix, gives the same numbers
+        for b, n in enumerate(lens):
+            if n == 0:
+                continue
+            yb, hb = layer.forward(x[:n, b:b + 1], h0[b:b + 1])
+            np.testing.assert_allclose(y[:n, b], yb[:, 0], rtol=0, atol=1e-15)
+            np.testing.assert_allclose(h[b], hb[0], rtol=0, atol=1e-15)
+
+
+def test_backward_accumulates_and_zero_grad_clears():
+    layer = crnn.Layer(3, 4, 2, seed=0)
+    x, lens, h0, dy, ds = _case(5, 2, 3, 4, tokens=False, lengths=None, h0=True,
+                                dstate=True, O=2, seed=1)
+    layer.forward(x, h0, lens)
+    layer.backward(dy, ds)
+    once = {k: g.copy() for k, g in layer.grads.items()}
+    layer.backward(dy, ds)
+    for k, g in layer.grads.items():
+        np.testing.assert_allclose(g, 2 * once[k], rtol=1e-15, atol=0)
+    layer.zero_grad()
+    assert all(np.all(g == 0) for g in layer.grads.values())
+
+
+def test_params_are_live_storage():
+    layer = crnn.Layer(2, 3, seed=0)
+    x = np.ones((2, 1, 2))
+    layer.params["W_hh"][...] = 0
+    layer.params["W_xh"][...] = 0
+    layer.params["b_h"][...] = 0.5
+    y, _ = layer.forward(x)
+    np.testing.assert_allclose(y, np.tanh(0.5), rtol=0, atol=1e-16)
+    g = layer.grads["W_hh"]
+    layer.backward(np.ones_like(y))
+    assert layer.grads["W_hh"] is g and np.any(g != 0)
+
+
+def test_dtype_is_kept_and_input_converted():
+    layer = crnn.Layer(2, 3, dtype=np.float32, seed=0)
+    assert all(p.dtype == np.float32 for p in layer.params.values())
+    y, h = layer.forward(np.ones((2, 1, 2), dtype=bool))
+    assert y.dtype == np.float32 and h.dtype == np.float32
+    dx, dh0 = layer.backward(np.ones((2, 1, 3)))
+    assert dx.dtype == np.float32 and dh0.dtype == np.float32
+    assert all(p.dtype == np.float32 for p in layer.params.values())
+    assert crnn.Layer(2, 3).dtype == np.float64
+
+
+def test_init_modes_and_seed():
+    H = 16
+    a = crnn.Layer(3, H, 4, seed=7)
+    b = crnn.Layer(3, H, 4, seed=7)
+    c = crnn.Layer(3, H, 4, seed=8)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+        assert np.all(np.abs(a.params[k]) < 1 / np.sqrt(H))
+    assert not np.array_equal(a.params["W_hh"], c.params["W_hh"])
+    o = crnn.Layer(3, H, init="orthogonal", seed=1)
+    np.testing.assert_allclose(o.params["W_hh"] @ o.params["W_hh"].T, np.eye(H), atol=1e-12)
+    i = crnn.Layer(3, H, activation="relu", init="identity", seed=1)
+    np.testing.assert_array_equal(i.params["W_hh"], np.eye(H))
+    np.testing.assert_array_equal(i.params["b_h"], np.zeros(H))
+    assert set(crnn.Layer(3, H, 2, bias=False).params) == {"W_xh", "W_hh", "W_hy"}
+
+
+def test_attributes_and_repr():
+    layer = crnn.Layer(3, 5, 2, output_activation="softmax", reverse=True, bias=False,
+                       dtype=np.float32)
+    assert (layer.input_size, layer.hidden_size, layer.output_size, layer.out_features) == (3, 5, 2, 2)
+    assert layer.activation == "tanh" and layer.dtype == np.float32
+    r = repr(layer)
+    for part in ["input_size=3", "hidden_size=5", "output_size=2", "softmax", "reverse=True",
+                 "bias=False", "float32"]:
+        assert part in r
+    assert crnn.Layer(3, 5).out_features == 5
+
+
+def test_softmax_output_never_underflows_to_zero():
+    layer = crnn.Layer(1, 1, 3, output_activation="softmax", bias=False, seed=0)
+    layer.params["W_xh"][...] = 1
+    layer.params["W_hh"][...] = 0
+    layer.params["W_hy"][...] = [[1000.0], [0.0], [-1000.0]]
+    y, _ = layer.forward(np.full((1, 1, 1), 20.0))  # h = tanh(20) ~ 1
+    assert y[0, 0, 2] == np.finfo(np.float64).tiny
+    assert y[0, 0, 0] == 1.0
+
+
+# ----------------------------------------------------------------- errors
+
+def _layer():
+    return crnn.Layer(3, 4, seed=0)
+
+
+@pytest.mark.parametrize("kwargs,exc,words", [
+    (dict(input_size=0, hidden_size=4), ValueError, "input_size"),
+    (dict(input_size=3, hidden_size=0), ValueError, "hidden_size"),
+    (dict(input_size=3, hidden_size=2.5), TypeError, "hidden_size"),
+    (dict(input_size=3, hidden_size=4, output_size=0), ValueError, "output_size"),
+    (dict(input_size=3, hidden_size=4, activation="softmax"), ValueError, "activation"),
+    (dict(input_size=3, hidden_size=4, activation="gelu"), ValueError, "activation"),
+    (dict(input_size=3, hidden_size=4, output_size=2, output_activation="swish"), ValueError, "output_activation"),
+    (dict(input_size=3, hidden_size=4, output_activation="softmax"), ValueError, "output_size"),
+    (dict(input_size=3, hidden_size=4, init="xavier"), ValueError, "init"),
+    (dict(input_size=3, hidden_size=4, dtype=np.float16), TypeError, "dtype"),
+    (dict(input_size=3, hidden_size=4, dtype=np.int64), TypeError, "dtype"),
+])
+def test_bad_constructor_arguments(kwargs, exc, words):
+    with pytest.raises(exc, match=words):
+        crnn.Layer(**kwargs)
+
+
+NAN_X = np.ones((2, 1, 3))
+NAN_X[1, 0, 1] = np.nan
+
+
+@pytest.mark.parametrize("x,kw,exc,words", [
+    (np.ones((2, 3)).astype(float), {}, TypeError, "token"),
+    (np.ones((2,)), {}, ValueError, "3-D"),
+    (np.ones((2, 1, 3, 1)), {}, ValueError, "3-D"),
+    (np.ones((2, 1, 4)), {}, ValueError, "input_size"),
+    (np.ones((0, 1, 3)), {}, ValueError, "T >= 1"),
+    (np.ones((2, 0, 3)), {}, ValueError, "B >= 1"),
+    (np.ones((2, 1, 3), dtype=complex), {}, TypeError, "real"),
+    (np.array([[0], [3]]), {}, ValueError, "token ids"),
+    (np.array([[0], [-1]]), {}, ValueError, "token ids"),
+    (NAN_X, {}, ValueError, "finite"),
+    (np.full((2, 1, 3), np.inf), {}, ValueError, "finite"),
+    (np.ones((2, 2, 3)), dict(h0=np.ones((1, 4))), ValueError, "h0"),
+    (np.ones((2, 2, 3)), dict(h0=np.ones((2, 5))), ValueError, "h0"),
+    (np.ones((2, 1, 3)), dict(h0=np.full((1, 4), np.nan)), ValueError, "h0"),
+    (np.ones((2, 2, 3)), dict(lengths=[1]), ValueError, "lengths"),
+    (np.ones((2, 2, 3)), dict(lengths=[1, 3]), ValueError, "lengths"),
+    (np.ones((2, 2, 3)), dict(lengths=[-1, 1]), ValueError, "lengths"),
+    (np.ones((2, 2, 3)), dict(lengths=[1.0, 2.0]), TypeError, "lengths"),
+])
+def test_bad_forward_inputs(x, kw, exc, words):
+    layer = _layer()
+    with pytest.raises(exc, match=words):
+        layer.forward(x, **kw)
+
+
+def test_nan_in_padding_is_allowed_but_not_in_valid_steps():
+    layer = _layer()
+    x = np.ones((3, 2, 3))
+    x[2, 0] = np.nan
+    layer.forward(x, lengths=[2, 3])  # padded: fine
+    with pytest.raises(ValueError, match="x must be finite"):
+        layer.forward(x, lengths=[3, 3])
+
+
+def test_bad_backward_inputs():
+    layer = _layer()
+    with pytest.raises(RuntimeError, match="forward"):
+        layer.backward(np.ones((2, 1, 4)))
+    y, _ = layer.forward(np.ones((2, 1, 3)), lengths=[1])
+    with pytest.raises(ValueError, match="dy"):
+        layer.backward(np.ones((2, 1, 5)))
+    with pytest.raises(ValueError, match="dy"):
+        layer.backward(np.ones((3, 1, 4)))
+    bad = np.ones((2, 1, 4))
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="dy must be finite"):
+        layer.backward(bad)
+    bad[0, 0, 0] = 1
+    bad[1, 0, 0] = np.nan  # padded step: never read
+    layer.backward(bad)
+    with pytest.raises(ValueError, match="dstate"):
+        layer.backward(np.ones((2, 1, 4)), np.ones((1, 3)))
+    with pytest.raises(ValueError, match="dstate"):
+        layer.backward(np.ones((2, 1, 4)), np.full((1, 4), np.inf))
+    with pytest.raises(TypeError, match="dy"):
+        layer.backward(np.ones((2, 1, 4), dtype=complex))
+
+
+def test_failed_forward_leaves_nothing_for_backward():
+    layer = _layer()
+    layer.forward(np.ones((2, 1, 3)))
+    with pytest.raises(ValueError):
+        layer.forward(np.ones((2, 1, 5)))
+    with pytest.raises(RuntimeError, match="forward"):
+        layer.backward(np.ones((2, 1, 4)))
+
+
+def test_replaced_parameter_of_wrong_shape_is_refused():
+    layer = _layer()
+    layer.params["W_hh"] = np.ones((3, 3))
+    with pytest.raises(ValueError, match="W_hh"):
+        layer.forward(np.ones((2, 1, 3)))
+    layer.params["W_hh"] = np.ones((4, 4), dtype=np.float32)
+    with pytest.raises(TypeError, match="W_hh"):
+        layer.forward(np.ones((2, 1, 3)))
+
+
+def test_binding_refuses_bad_buffers():
+    from crnn import _core
+
+    layer = _layer()
+    sizes = layer._sizes(2, 1)
+    x = np.ones((2, 1, 3))
+    with pytest.raises(ValueError, match="x must have shape"):
+        _core.elman_forward(np.ones((2, 1, 2)), None, None, None, layer.params, **sizes)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.elman_forward(np.ones((2, 1, 6))[..., ::2], None, None, None, layer.params, **sizes)
+    with pytest.raises(TypeError, match="dtype"):
+        _core.elman_forward(x.astype(np.float32), None, None, None, layer.params, **sizes)
+    with pytest.raises(ValueError, match="token id"):
+        _core.elman_forward(None, np.full((2, 1), 7, np.int64), None, None, layer.params, **sizes)
+    with pytest.raises(ValueError, match="length"):
+        _core.elman_forward(x, None, None, np.array([5], np.int64), layer.params, **sizes)
+    with pytest.raises(ValueError, match="exactly one"):
+        _core.elman_forward(None, None, None, None, layer.params, **sizes)
+    with pytest.raises(ValueError, match="activation"):
+        _core.elman_forward(x, None, None, None, layer.params, **dict(sizes, activation="softmax"))
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_core_activations_match_numpy(act, dtype):
+    from crnn import _core
+
+    v = np.concatenate([np.linspace(-30, 30, 2001), [0.0, -0.0, 1e-300, -1e-300, 1e-8,
+                                                      -1e-8, 700, -700, np.inf, -np.inf]])
+    v = v.astype(dtype)
+    ref = {"tanh": np.tanh, "relu": lambda a: np.maximum(a, 0), "identity": lambda a: a,
+           "sigmoid": lambda a: 1 / (1 + np.exp(-a.astype(np.float64)))}[act](v)
+    with np.errstate(over="ignore"):
+        got = _core.activate(v, act)
+    assert got.dtype == dtype
+    tol = 4 * np.finfo(dtype).eps
+    got, ref = got.astype(np.float64), ref.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf where both are inf
+        err = np.where(got == ref, 0.0, np.abs(got - ref))
+    assert np.all(err <= tol * np.maximum(np.abs(ref), np.finfo(dtype).tiny)), act
