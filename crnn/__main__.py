@@ -1,0 +1,5 @@
+import sys
+
+from crnn.cli import main
+
+sys.exit(main())

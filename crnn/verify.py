@@ -1,0 +1,167 @@
+"""`crnn verify`: check the C core against its independent oracles.
+
+For each configuration: forward values and every gradient against
+`crnn.reference` (the notes' equations, literally), every gradient against
+central finite differences (`crnn.gradcheck`), float32 against float64, and
+`torch.nn.RNN` with the same weights when torch is importable and the
+configuration is one nn.RNN can express. One table row per configuration;
+the exit status is 1 if any check exceeds its tolerance (DESIGN.md §5).
+"""
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from crnn import reference
+from crnn.gradcheck import flatten_state, gradcheck
+from crnn.layers import BiLayer, Layer, Stack
+
+TOL = {"reference": 1e-12, "fd": 1e-7, "f32": 1e-4, "torch": 1e-10}
+
+
+def _scaled(got, ref):
+    """max |got − ref| / max(1, |ref|) over all elements."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if got.shape != ref.shape:
+        return np.inf
+    if got.size == 0:
+        return 0.0
+    return float(np.max(np.abs(got - ref) / np.maximum(1.0, np.abs(ref))))
+
+
+def _configs(level):
+    """(name, module factory(dtype), T, B, tokens, lengths kind, h0, dstate)."""
+    L, Bi = Layer, BiLayer
+    base = [
+        ("tanh", lambda dt: L(4, 6, dtype=dt, seed=1), 6, 3, False, None, False, False),
+        ("relu, h0, dstate", lambda dt: L(4, 6, activation="relu", dtype=dt, seed=2), 6, 3, False, None, True, True),
+        ("sigmoid, reverse, lengths", lambda dt: L(4, 5, activation="sigmoid", reverse=True, dtype=dt, seed=3), 7, 4, False, "mixed", True, True),
+        ("identity, no bias", lambda dt: L(3, 4, activation="identity", bias=False, dtype=dt, seed=4), 5, 2, False, None, True, False),
+        ("softmax output, tokens", lambda dt: L(7, 6, 5, output_activation="softmax", dtype=dt, seed=5), 6, 3, True, "mixed", False, True),
+        ("BiLayer concat", lambda dt: Bi(4, 5, merge="concat", dtype=dt, seed=6), 6, 3, False, "mixed", True, True),
+        ("Stack Bi(mul) + Layer(sigmoid out)", lambda dt: Stack([Bi(5, 4, merge="mul", dtype=dt, seed=7), L(4, 3, 2, output_activation="sigmoid", dtype=dt, seed=8)]), 5, 3, True, "mixed", True, True),
+    ]
+    if level == "quick":
+        return base[:4] + base[5:6]
+    if level == "full":
+        extra = []
+        for f in ("tanh", "relu", "sigmoid", "identity"):
+            for g in ("identity", "tanh", "relu", "sigmoid", "softmax"):
+                for rev in (False, True):
+                    extra.append((f"{f}/{g}{' reverse' if rev else ''}",
+                                  lambda dt, f=f, g=g, rev=rev: L(3, 5, 4, activation=f, output_activation=g, reverse=rev, dtype=dt, seed=9),
+                                  6, 3, False, "mixed", True, True))
+        for merge in ("sum", "mean", "mul"):
+            extra.append((f"BiLayer {merge}", lambda dt, m=merge: Bi(4, 5, merge=m, dtype=dt, seed=10), 6, 3, False, "mixed", True, True))
+        extra.append(("Stack of 3", lambda dt: Stack([L(6, 5, dtype=dt, seed=11), Bi(5, 4, merge="sum", dtype=dt, seed=12), L(4, 4, 3, output_activation="softmax", dtype=dt, seed=13)]), 8, 4, True, "mixed", True, True))
+        return base + extra
+    return base
+
+
+def _inputs(module, T, B, tokens, lengths_kind, with_h0, with_dstate, seed=0):
+    rng = np.random.default_rng(seed)
+    D = module.input_size
+    x = rng.integers(0, D, (T, B)) if tokens else rng.standard_normal((T, B, D))
+    lengths = None
+    if lengths_kind == "mixed":
+        lengths = rng.integers(1, T + 1, B)
+        lengths[0], lengths[-1] = 0, T
+    y, state = module.forward(x, None, lengths)
+    h0 = dstate = None
+    if with_h0:
+        h0 = _like(state, rng)
+    if with_dstate:
+        dstate = _like(state, rng)
+    dy = rng.standard_normal(y.shape)
+    return x, lengths, h0, dy, dstate
+
+
+def _like(state, rng):
+    if isinstance(state, tuple):
+        return tuple(_like(s, rng) for s in state)
+    if isinstance(state, list):
+        return [_like(s, rng) for s in state]
+    return rng.standard_normal(state.shape)
+
+
+def _reference_error(module, x, lengths, h0, dy, dstate):
+    y, state = module.forward(x, h0, lengths)
+    module.zero_grad()
+    dx, dh0 = module.backward(dy, dstate)
+    cfg = module.config()
+    y_ref, s_ref = reference.forward(cfg, dict(module.params), x, h0, lengths)
+    g_ref, dx_ref, dh0_ref = reference.gradients(cfg, dict(module.params), x, dy, h0, lengths, dstate)
+    errs = [_scaled(y, y_ref)]
+    errs += [_scaled(a, b) for a, b in zip(flatten_state(state), flatten_state(s_ref))]
+    errs += [_scaled(module.grads[k], g_ref[k]) for k in g_ref]
+    errs += [_scaled(a, b) for a, b in zip(flatten_state(dh0), flatten_state(dh0_ref))]
+    if dx_ref is not None:
+        errs.append(_scaled(dx, dx_ref))
+    return max(errs)
+
+
+def _f32_error(factory, x, lengths, h0, dy, dstate):
+    m64, m32 = factory(np.float64), factory(np.float32)
+    for k in m64.params:
+        m64.params[k][...] = m32.params[k]
+    out = []
+    for m in (m64, m32):
+        y, s = m.forward(x, h0, lengths)
+        m.zero_grad()
+        dx, dh0 = m.backward(dy, dstate)
+        out.append([y, *flatten_state(s), *flatten_state(dh0), *m.grads.values()]
+                   + ([] if dx is None else [dx]))
+    return max(_scaled(a, b) for a, b in zip(out[1], out[0]))
+
+
+def _torch_error(module, x, lengths, h0, dy, dstate):
+    """Forward and gradients against torch.nn.RNN, or None when not applicable."""
+    try:
+        from crnn import interop
+    except ImportError:  # interop not there yet
+        return None
+    parity = getattr(interop, "torch_parity_error", None)
+    return None if parity is None else parity(module, x, lengths, h0, dy, dstate)
+
+
+def run(level="default", out=sys.stdout, use_torch=True):
+    """Run every check; print the table; return True when all pass."""
+    header = (f"{'configuration':38s} {'vs reference':>13s} {'vs finite diff':>15s} "
+              f"{'f32 vs f64':>11s} {'vs torch':>10s}  result")
+    print(f"crnn verify ({level}): max errors; tolerances: reference {TOL['reference']:.0e} "
+          f"(scaled by max(1,|ref|)), finite differences {TOL['fd']:.0e} (relative), "
+          f"float32 {TOL['f32']:.0e}, torch float64 {TOL['torch']:.0e}", file=out)
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    ok_all = True
+    t0 = time.perf_counter()
+    for name, factory, T, B, tokens, lk, with_h0, with_ds in _configs(level):
+        module = factory(np.float64)
+        x, lengths, h0, dy, dstate = _inputs(module, T, B, tokens, lk, with_h0, with_ds)
+        e_ref = _reference_error(module, x, lengths, h0, dy, dstate)
+        e_fd = max(gradcheck(module, x, h0, lengths, dy=dy, dstate=dstate).values())
+        e_32 = _f32_error(factory, x, lengths, h0, dy, dstate)
+        e_t = _torch_error(module, x, lengths, h0, dy, dstate) if use_torch else None
+        ok = e_ref <= TOL["reference"] and e_fd <= TOL["fd"] and e_32 <= TOL["f32"]
+        ok = ok and (e_t is None or e_t <= TOL["torch"])
+        ok_all &= ok
+        t_col = "n/a" if e_t is None else f"{e_t:.1e}"
+        print(f"{name:38s} {e_ref:13.1e} {e_fd:15.1e} {e_32:11.1e} {t_col:>10s}  "
+              f"{'ok' if ok else 'FAIL'}", file=out)
+    print(f"{'all checks passed' if ok_all else 'SOME CHECKS FAILED'} "
+          f"({time.perf_counter() - t0:.1f} s)", file=out)
+    return ok_all
+
+
+def add_parser(sub):
+    p = sub.add_parser("verify", help="check the C core against the reference, finite "
+                       "differences, float32 and (if installed) PyTorch",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_const", const="quick", dest="level",
+                   help="a few configurations (seconds)")
+    g.add_argument("--full", action="store_const", const="full", dest="level",
+                   help="every activation pair, merge and a 3-layer stack")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.set_defaults(level="default", func=lambda a: 0 if run(a.level, use_torch=not a.no_torch) else 1)
