@@ -5,7 +5,13 @@ backpropagation through time; this package wraps it into Layer, BiLayer and
 Stack modules, with losses, optimizers, a training loop, save/load, a
 literal NumPy oracle (crnn.reference) and finite-difference checks.
 """
-from crnn.layers import BiLayer, Layer, Stack
-
 __version__ = "0.1.0"
-__all__ = ["Layer", "BiLayer", "Stack", "__version__"]
+
+from crnn import losses, optim, reference  # noqa: E402
+from crnn.gradcheck import gradcheck  # noqa: E402
+from crnn.io import load, save  # noqa: E402
+from crnn.layers import BiLayer, Layer, Stack  # noqa: E402
+from crnn.train import fit, generate, predict  # noqa: E402
+
+__all__ = ["Layer", "BiLayer", "Stack", "losses", "optim", "reference", "gradcheck",
+           "save", "load", "fit", "generate", "predict", "__version__"]

@@ -4,7 +4,7 @@ import importlib
 import sys
 
 # subcommand modules; each has add_parser(subparsers), which sets `func`
-COMMANDS = ["crnn.verify"]
+COMMANDS = ["crnn.verify", "crnn.golden"]
 
 
 def main(argv=None):

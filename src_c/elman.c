@@ -5,12 +5,24 @@
 #include <string.h>
 
 #include "crnn.h"
+#include "vmath.h"
+
+/* The elementwise loops are compiled for AVX2 and AVX-512 too, picked at load
+ * time (GCC function multiversioning, x86-64 with glibc ifunc); without FMA
+ * contraction (-std=c99 keeps -ffp-contract=off) every version computes the
+ * same bits. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define CRNN_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define CRNN_CLONES
+#endif
 
 #define REAL float
 #define SFX f32
 #define GEMM_PTR sgemm
 #define REAL_TINY FLT_MIN
-#define TANH_ tanhf
+#define TANH_ crnn_tanh_f32
+#define SIGMOID_ crnn_sigmoid_f32
 #define EXP_ expf
 #include "elman_impl.h"
 #undef REAL
@@ -18,13 +30,15 @@
 #undef GEMM_PTR
 #undef REAL_TINY
 #undef TANH_
+#undef SIGMOID_
 #undef EXP_
 
 #define REAL double
 #define SFX f64
 #define GEMM_PTR dgemm
 #define REAL_TINY DBL_MIN
-#define TANH_ tanh
+#define TANH_ crnn_tanh_f64
+#define SIGMOID_ crnn_sigmoid_f64
 #define EXP_ exp
 #include "elman_impl.h"
 #undef REAL
@@ -32,6 +46,7 @@
 #undef GEMM_PTR
 #undef REAL_TINY
 #undef TANH_
+#undef SIGMOID_
 #undef EXP_
 
 const char *crnn_strerror(int code)

@@ -1,6 +1,7 @@
 /* elman_impl.h -- one body for float and double, included twice by elman.c
  * with REAL (float|double), SFX (f32|f64), GEMM_PTR (the crnn_blas member),
- * REAL_TINY (smallest normal) and the math functions TANH_ and EXP_ defined.
+ * REAL_TINY (smallest normal) and the math functions TANH_, SIGMOID_ and EXP_
+ * defined.
  * Size letters and conventions: see crnn.h. */
 
 #define CAT_(a, b) a##_##b
@@ -28,18 +29,17 @@ static void FN(rm_gemm)(const crnn_blas *blas, char ta, char tb, int M, int N, i
 }
 
 /* out = act(in), elementwise, n values. */
-static void FN(act_forward)(REAL *out, const REAL *in, size_t n, int act)
+CRNN_CLONES static void FN(act_forward)(REAL *out, const REAL *in, size_t n, int act)
 {
     switch (act) {
     case CRNN_TANH:
         for (size_t i = 0; i < n; ++i) out[i] = TANH_(in[i]);
         break;
     case CRNN_RELU:
-        for (size_t i = 0; i < n; ++i) out[i] = in[i] > 0 ? in[i] : 0;
+        for (size_t i = 0; i < n; ++i) out[i] = in[i] < 0 ? 0 : in[i];  /* NaN stays */
         break;
     case CRNN_SIGMOID:
-        /* 1/(1+e^-a); e^-a overflows to inf for a < -log(max) and gives 0 */
-        for (size_t i = 0; i < n; ++i) out[i] = 1 / (1 + EXP_(-in[i]));
+        for (size_t i = 0; i < n; ++i) out[i] = SIGMOID_(in[i]);
         break;
     default: /* identity */
         if (out != in)
@@ -49,7 +49,7 @@ static void FN(act_forward)(REAL *out, const REAL *in, size_t n, int act)
 }
 
 /* g <- g * f'(a), with f' written in terms of the output v = f(a). n values. */
-static void FN(act_backward)(REAL *g, const REAL *v, size_t n, int act)
+CRNN_CLONES static void FN(act_backward)(REAL *g, const REAL *v, size_t n, int act)
 {
     switch (act) {
     case CRNN_TANH:
