@@ -10,15 +10,82 @@ core read or write out of bounds.
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 
 from crnn._crnn cimport *
 
 cnp.import_array()
 
+ctypedef void (*_set_threads_fn)(int) noexcept nogil
+ctypedef int (*_get_threads_fn)() noexcept nogil
+
+
+def _locate_thread_control():
+    """Addresses of (set, get)_num_threads of the OpenBLAS behind
+    scipy.linalg.cython_blas, or (0, 0) when it cannot be found (another BLAS,
+    or threadpoolctl missing): then the BLAS keeps its own thread policy."""
+    import ctypes
+    import os
+
+    import scipy
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return 0, 0
+    base = os.path.realpath(os.path.dirname(scipy.__file__))
+    for lib in ThreadpoolController().lib_controllers:
+        path = os.path.realpath(lib.filepath or "")
+        if lib.internal_api != "openblas" or not (
+                path.startswith(base + os.sep) or path.startswith(base + ".libs")):
+            continue
+        for prefix, suffix in (("scipy_", ""), ("", ""), ("scipy_", "64_"), ("", "64_")):
+            fs = [getattr(lib.dynlib, f"{prefix}openblas_{v}_num_threads{suffix}", None)
+                  for v in ("set", "get")]
+            if None not in fs:
+                return tuple(ctypes.cast(f, ctypes.c_void_p).value for f in fs)
+    return 0, 0
+
+
 cdef crnn_blas _blas
+cdef _get_threads_fn _get_threads = NULL
 _blas.sgemm = sgemm
 _blas.dgemm = dgemm
+_blas.sgemv = sgemv
+_blas.dgemv = dgemv
+_blas.set_threads = NULL
+_blas.threads = 1
+_blas.mt_flops = CRNN_MT_FLOPS
+_set_addr, _get_addr = _locate_thread_control()
+if _set_addr and _get_addr:
+    _blas.set_threads = <_set_threads_fn><size_t>_set_addr
+    _get_threads = <_get_threads_fn><size_t>_get_addr
+
+
+def thread_control():
+    """True when crnn steers the BLAS threads: products under `mt_flops()`
+    flops (per-step products at all but the largest sizes) on one thread,
+    larger ones on the count the BLAS has when the call starts (set it with
+    threadpoolctl)."""
+    return _blas.set_threads != NULL
+
+
+def mt_flops(value=None):
+    """The flop count from which a product may use more than one BLAS
+    thread; with `value`, set it (returns the previous one)."""
+    old = _blas.mt_flops
+    if value is not None:
+        if not value >= 0:
+            raise ValueError(f"mt_flops must be >= 0, got {value!r}")
+        _blas.mt_flops = value
+    return old
+
+
+cdef crnn_blas _call_blas() noexcept:
+    """The BLAS table for one call, with the thread count in force now."""
+    cdef crnn_blas b = _blas
+    if _get_threads != NULL:
+        b.threads = _get_threads()
+    return b
 
 ACTIVATIONS = {"identity": CRNN_IDENTITY, "tanh": CRNN_TANH, "relu": CRNN_RELU,
                "sigmoid": CRNN_SIGMOID, "softmax": CRNN_SOFTMAX}
@@ -102,6 +169,7 @@ def elman_forward(x, tokens, h0, lengths, params, *, dtype, int T, int B, int D,
     cdef void *p_by = _buf(params["b_y"], "b_y", (O,), dt) if (O > 0 and bias) else NULL
     cdef int rc
     cdef bint f64 = dt == np.float64
+    cdef crnn_blas blas = _call_blas()
     with nogil:
         if f64:
             rc = crnn_elman_forward_f64(<double*>p_hs, <double*>p_y, <double*>p_hl,
@@ -109,14 +177,14 @@ def elman_forward(x, tokens, h0, lengths, params, *, dtype, int T, int B, int D,
                                         <const double*>p_h0, <const int64_t*>p_len,
                                         <const double*>p_wxh, <const double*>p_whh,
                                         <const double*>p_bh, <const double*>p_why,
-                                        <const double*>p_by, &s, &_blas)
+                                        <const double*>p_by, &s, &blas)
         else:
             rc = crnn_elman_forward_f32(<float*>p_hs, <float*>p_y, <float*>p_hl,
                                         <const float*>p_x, <const int64_t*>p_tok,
                                         <const float*>p_h0, <const int64_t*>p_len,
                                         <const float*>p_wxh, <const float*>p_whh,
                                         <const float*>p_bh, <const float*>p_why,
-                                        <const float*>p_by, &s, &_blas)
+                                        <const float*>p_by, &s, &blas)
     _raise(rc)
     return hs, y, h_last
 
@@ -160,6 +228,7 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
         raise ValueError("y is required when O > 0")
     cdef int rc
     cdef bint f64 = dt == np.float64
+    cdef crnn_blas blas = _call_blas()
     with nogil:
         if f64:
             rc = crnn_elman_backward_f64(<double*>p_dx, <double*>p_dh0, <double*>p_dwxh,
@@ -170,7 +239,7 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
                                          <const int64_t*>p_tok, <const double*>p_h0,
                                          <const int64_t*>p_len, <const double*>p_wxh,
                                          <const double*>p_whh, <const double*>p_why,
-                                         <double*>p_da, <double*>p_dz, &s, &_blas)
+                                         <double*>p_da, <double*>p_dz, &s, &blas)
         else:
             rc = crnn_elman_backward_f32(<float*>p_dx, <float*>p_dh0, <float*>p_dwxh,
                                          <float*>p_dwhh, <float*>p_dbh, <float*>p_dwhy,
@@ -180,7 +249,7 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
                                          <const int64_t*>p_tok, <const float*>p_h0,
                                          <const int64_t*>p_len, <const float*>p_wxh,
                                          <const float*>p_whh, <const float*>p_why,
-                                         <float*>p_da, <float*>p_dz, &s, &_blas)
+                                         <float*>p_da, <float*>p_dz, &s, &blas)
     _raise(rc)
     return dx, dh0
 

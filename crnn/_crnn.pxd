@@ -21,9 +21,19 @@ cdef extern from "crnn.h" nogil:
     ctypedef void (*crnn_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k, float *alpha, float *a, int *lda, float *b, int *ldb, float *beta, float *c, int *ldc) noexcept nogil
     ctypedef void (*crnn_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k, double *alpha, double *a, int *lda, double *b, int *ldb, double *beta, double *c, int *ldc) noexcept nogil
 
+    ctypedef void (*crnn_sgemv_fn)(char *trans, int *m, int *n, float *alpha, float *a, int *lda, float *x, int *incx, float *beta, float *y, int *incy) noexcept nogil
+    ctypedef void (*crnn_dgemv_fn)(char *trans, int *m, int *n, double *alpha, double *a, int *lda, double *x, int *incx, double *beta, double *y, int *incy) noexcept nogil
+
     ctypedef struct crnn_blas:
         crnn_sgemm_fn sgemm
         crnn_dgemm_fn dgemm
+        crnn_sgemv_fn sgemv
+        crnn_dgemv_fn dgemv
+        void (*set_threads)(int) noexcept nogil
+        int threads
+        double mt_flops
+
+    double CRNN_MT_FLOPS
 
     ctypedef struct crnn_shape:
         int T, B, D, H, O

@@ -52,11 +52,32 @@ typedef void (*crnn_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k
 typedef void (*crnn_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
                               double *alpha, double *a, int *lda, double *b, int *ldb,
                               double *beta, double *c, int *ldc);
+/* Fortran BLAS ?gemv. */
+typedef void (*crnn_sgemv_fn)(char *trans, int *m, int *n, float *alpha, float *a, int *lda,
+                              float *x, int *incx, float *beta, float *y, int *incy);
+typedef void (*crnn_dgemv_fn)(char *trans, int *m, int *n, double *alpha, double *a, int *lda,
+                              double *x, int *incx, double *beta, double *y, int *incy);
 
+/* The BLAS the core calls. gemv is optional (NULL: gemm does everything); with
+ * it, products with a single row or column -- every per-step product when
+ * B = 1 -- go to gemv, which some OpenBLAS kernels run several times faster
+ * than an n = 1 gemm. set_threads is optional (NULL: the BLAS decides): with
+ * it, products of fewer than mt_flops flops -- the per-step products at all
+ * but the largest sizes -- run on one thread, where more threads only add
+ * synchronisation (and stall for milliseconds when another process holds a
+ * core), and larger ones on `threads`. The count in force on return is
+ * `threads`. CRNN_MT_FLOPS is the suggested mt_flops. */
 typedef struct {
     crnn_sgemm_fn sgemm;
     crnn_dgemm_fn dgemm;
+    crnn_sgemv_fn sgemv;
+    crnn_dgemv_fn dgemv;
+    void (*set_threads)(int);
+    int threads;
+    double mt_flops;
 } crnn_blas;
+
+#define CRNN_MT_FLOPS 134217728.0  /* 2^27 flops, 1.5-3 ms on one core */
 
 typedef struct {
     int T, B, D, H, O;       /* O = 0: no output projection, the output is h */

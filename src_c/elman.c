@@ -17,9 +17,31 @@
 #define CRNN_CLONES
 #endif
 
+/* The thread count in force during one kernel call (see crnn_blas). */
+typedef struct {
+    const crnn_blas *blas;
+    int now;  /* the count last set, 0 = unknown */
+} gemm_ctx;
+
+static void use_threads(gemm_ctx *g, double flops)
+{
+    int want = flops >= g->blas->mt_flops && g->blas->threads > 1 ? g->blas->threads : 1;
+    if (g->blas->set_threads && want != g->now) {
+        g->blas->set_threads(want);
+        g->now = want;
+    }
+}
+
+static void restore_threads(gemm_ctx *g)
+{
+    if (g->blas->set_threads && g->now != 0 && g->now != g->blas->threads)
+        g->blas->set_threads(g->blas->threads > 0 ? g->blas->threads : 1);
+}
+
 #define REAL float
 #define SFX f32
 #define GEMM_PTR sgemm
+#define GEMV_PTR sgemv
 #define REAL_TINY FLT_MIN
 #define TANH_ crnn_tanh_f32
 #define SIGMOID_ crnn_sigmoid_f32
@@ -28,6 +50,7 @@
 #undef REAL
 #undef SFX
 #undef GEMM_PTR
+#undef GEMV_PTR
 #undef REAL_TINY
 #undef TANH_
 #undef SIGMOID_
@@ -36,6 +59,7 @@
 #define REAL double
 #define SFX f64
 #define GEMM_PTR dgemm
+#define GEMV_PTR dgemv
 #define REAL_TINY DBL_MIN
 #define TANH_ crnn_tanh_f64
 #define SIGMOID_ crnn_sigmoid_f64
@@ -44,6 +68,7 @@
 #undef REAL
 #undef SFX
 #undef GEMM_PTR
+#undef GEMV_PTR
 #undef REAL_TINY
 #undef TANH_
 #undef SIGMOID_

@@ -505,3 +505,36 @@ def test_core_activations_match_numpy(act, dtype):
     with np.errstate(invalid="ignore"):  # inf - inf where both are inf
         err = np.where(got == ref, 0.0, np.abs(got - ref))
     assert np.all(err <= tol * np.maximum(np.abs(ref), np.finfo(dtype).tiny)), act
+
+
+def test_blas_thread_policy_does_not_change_results():
+    """Products run on 1 or on the BLAS's thread count depending on their size
+    (crnn._core.mt_flops); the numbers must not depend on that choice."""
+    from threadpoolctl import threadpool_limits
+
+    from crnn import _core
+
+    layer = crnn.Layer(40, 48, 8, seed=1)
+    x, lens, h0, dy, ds = _case(30, 24, 40, 48, tokens=False, lengths="mixed", h0=True,
+                                dstate=True, O=8, seed=2)
+    base = _run(layer, x, h0, lens, dy, ds)
+    old = _core.mt_flops(0)  # every product may use every thread
+    try:
+        with threadpool_limits(2):
+            got = _run(layer, x, h0, lens, dy, ds)
+    finally:
+        _core.mt_flops(old)
+    for a, b in zip(got, base):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="mt_flops"):
+        _core.mt_flops(-1)
+
+
+def test_thread_control_found_scipys_openblas():
+    from crnn import _core
+
+    import scipy
+
+    config = scipy.show_config(mode="dicts")
+    if "openblas" in str(config.get("Build Dependencies", {}).get("blas", {})).lower():
+        assert _core.thread_control()

@@ -38,7 +38,13 @@
                            * are judged against the array's or the problem's scale) */
 #define MAX_REPORTED 60
 
-static const crnn_blas REF_BLAS = {crnn_ref_sgemm, crnn_ref_dgemm};
+static const crnn_blas REF_BLAS = {crnn_ref_sgemm, crnn_ref_dgemm, crnn_ref_sgemv,
+                                   crnn_ref_dgemv, NULL, 1, CRNN_MT_FLOPS};
+/* the same without gemv: every product through gemm */
+static const crnn_blas GEMM_ONLY = {crnn_ref_sgemm, crnn_ref_dgemm, NULL, NULL, NULL, 1,
+                                    CRNN_MT_FLOPS};
+/* the table the grid runs with: both, in turn */
+static const crnn_blas *GRID_BLAS = &REF_BLAS;
 
 /* ------------------------------------------------------------------------ */
 /* Check bookkeeping                                                         */
@@ -440,7 +446,7 @@ static int fwd64(const prob *p, double *hs, double *y, double *hl, const int64_t
     return crnn_elman_forward_f64(hs, s->O ? y : NULL, hl, p->tok ? NULL : p->x,
                                   p->tok ? p->tokens : NULL, p->has_h0 ? p->h0 : NULL, lengths,
                                   p->Wxh, p->Whh, s->bias ? p->bh : NULL, s->O ? p->Why : NULL,
-                                  s->bias && s->O ? p->by : NULL, s, &REF_BLAS);
+                                  s->bias && s->O ? p->by : NULL, s, GRID_BLAS);
 }
 
 static int bwd64(const prob *p, grads *g, int with_dx, const double *dy, const double *dstate,
@@ -453,7 +459,7 @@ static int bwd64(const prob *p, grads *g, int with_dx, const double *dy, const d
         with_dx && !p->tok ? g->dx : NULL, g->dh0, g->dWxh, g->dWhh, s->bias ? g->dbh : NULL,
         O ? g->dWhy : NULL, s->bias && O ? g->dby : NULL, dy, dstate, hs, O ? y : NULL,
         p->tok ? NULL : p->x, p->tok ? p->tokens : NULL, p->has_h0 ? p->h0 : NULL, lengths,
-        p->Wxh, p->Whh, O ? p->Why : NULL, da, O ? dz : NULL, s, &REF_BLAS);
+        p->Wxh, p->Whh, O ? p->Why : NULL, da, O ? dz : NULL, s, GRID_BLAS);
 }
 
 /* Compare two gradient sets exactly, on the buffers the call wrote. */
@@ -508,13 +514,13 @@ static int run_f32(const prob *p, double *fhs, double *fy, double *fhl, grads *f
                                     p->tok ? p->tokens : NULL, p->has_h0 ? F(p->h0) : NULL,
                                     p->lengths, F(p->Wxh), F(p->Whh), s->bias ? F(p->bh) : NULL,
                                     O ? F(p->Why) : NULL, s->bias && O ? F(p->by) : NULL, s,
-                                    &REF_BLAS);
+                                    GRID_BLAS);
     rc |= crnn_elman_backward_f32(
         p->tok ? NULL : G(fg->dx), G(fg->dh0), G(fg->dWxh), G(fg->dWhh),
         s->bias ? G(fg->dbh) : NULL, O ? G(fg->dWhy) : NULL, s->bias && O ? G(fg->dby) : NULL,
         F(p->dy), F(p->dstate), hs, O ? y : NULL, p->tok ? NULL : F(p->x),
         p->tok ? p->tokens : NULL, p->has_h0 ? F(p->h0) : NULL, p->lengths, F(p->Wxh),
-        F(p->Whh), O ? F(p->Why) : NULL, da, O ? dz : NULL, s, &REF_BLAS);
+        F(p->Whh), O ? F(p->Why) : NULL, da, O ? dz : NULL, s, GRID_BLAS);
 #undef F
 #undef G
     f64_of(fhs, hs, nh);
@@ -1394,14 +1400,65 @@ static void test_softmax_floor(void)
     check(finite, "softmax floor: a gradient is not finite");
 }
 
+/* The thread policy: a fake set_threads records every count the core asks
+ * for. Small products (every per-step GEMM here) must run on 1 thread, large
+ * whole-sequence ones on blas.threads, and blas.threads is in force on return. */
+static int thread_log[4096], n_thread_log;
+static void record_threads(int n)
+{
+    if (n_thread_log < 4096) thread_log[n_thread_log++] = n;
+}
+
+static void test_thread_policy(void)
+{
+    enum { T = 64, B = 64, D = 80, H = 64 };  /* T*B*D*H*2 > MT > B*H*H*2 */
+    static double x[T * B * D], hs[T * B * H], hl[B * H], dx[T * B * D], dh0[B * H],
+        dy[T * B * H], da[T * B * H], Wxh[H * D], Whh[H * H], dWxh[H * D], dWhh[H * H];
+    for (int i = 0; i < T * B * D; ++i) x[i] = 0.01 * (i % 7);
+    for (int i = 0; i < H * D; ++i) Wxh[i] = 0.01 * (i % 5);
+    for (int i = 0; i < H * H; ++i) Whh[i] = 0.001 * (i % 3);
+    for (int i = 0; i < T * B * H; ++i) dy[i] = 1;
+    const crnn_shape s = {.T = T, .B = B, .D = D, .H = H, .O = 0, .activation = CRNN_TANH,
+                          .output_activation = CRNN_IDENTITY, .reverse = 0, .bias = 0};
+    const double MT = 1 << 24;
+    crnn_blas blas = {crnn_ref_sgemm, crnn_ref_dgemm, crnn_ref_sgemv, crnn_ref_dgemv,
+                      record_threads, 3, MT};
+    check(2.0 * T * B * D * H >= MT && 2.0 * B * H * H < MT,
+          "thread policy: test sizes do not straddle CRNN_MT_FLOPS");
+    for (int pass = 0; pass < 2; ++pass) {
+        n_thread_log = 0;
+        int rc = pass == 0
+            ? crnn_elman_forward_f64(hs, NULL, hl, x, NULL, NULL, NULL, Wxh, Whh, NULL, NULL,
+                                     NULL, &s, &blas)
+            : crnn_elman_backward_f64(dx, dh0, dWxh, dWhh, NULL, NULL, NULL, dy, NULL, hs, NULL,
+                                      x, NULL, NULL, NULL, Wxh, Whh, NULL, da, NULL, &s, &blas);
+        check(rc == CRNN_OK, "thread policy: pass %d returned %d", pass, rc);
+        int saw1 = 0, saw3 = 0, other = 0;
+        for (int i = 0; i < n_thread_log; ++i) {
+            saw1 |= thread_log[i] == 1;
+            saw3 |= thread_log[i] == 3;
+            other |= thread_log[i] != 1 && thread_log[i] != 3;
+        }
+        check(saw1 && saw3 && !other, "thread policy: pass %d asked for counts other than 1 and 3",
+              pass);
+        check(n_thread_log > 0 && thread_log[n_thread_log - 1] == 3,
+              "thread policy: pass %d did not leave blas.threads in force", pass);
+        check(n_thread_log <= 6, "thread policy: pass %d switched threads %d times (per step?)",
+              pass, n_thread_log);
+    }
+}
+
 int main(void)
 {
+    test_thread_policy();
     test_strerror();
     test_errors_dtype(0);
     test_errors_dtype(1);
     test_activate();
     test_bias_off_ignores_params();
     test_softmax_floor();
+    test_grid();
+    GRID_BLAS = &GEMM_ONLY;
     test_grid();
     if (n_failed) {
         if (n_failed > MAX_REPORTED)
