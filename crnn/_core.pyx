@@ -80,10 +80,25 @@ def mt_flops(value=None):
     return old
 
 
-cdef crnn_blas _call_blas() noexcept:
-    """The BLAS table for one call, with the thread count in force now."""
+def blas_threads(n=None):
+    """The thread count of the OpenBLAS crnn calls (1 when it cannot be
+    steered); with `n`, set it first."""
+    if _blas.set_threads == NULL:
+        return 1
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        _blas.set_threads(n)
+    return _get_threads()
+
+
+cdef crnn_blas _call_blas(int threads) noexcept:
+    """The BLAS table for one call: large products on `threads` threads, or
+    on the count in force now when threads is 0."""
     cdef crnn_blas b = _blas
-    if _get_threads != NULL:
+    if threads > 0:
+        b.threads = threads
+    elif _get_threads != NULL:
         b.threads = _get_threads()
     return b
 
@@ -138,13 +153,14 @@ cdef crnn_shape _shape(int T, int B, int D, int H, int O, str activation,
     return s
 
 
-def elman_forward(x, tokens, h0, lengths, params, *, dtype, int T, int B, int D, int H, int O,
+def elman_forward(x, tokens, h0, lengths, params, *, int threads=0, dtype, int T, int B, int D, int H, int O,
                   str activation, str output_activation, bint reverse, bint bias):
     """Run crnn_elman_forward_*; returns (hs, y or None, h_last) as new arrays.
 
     x: (T,B,D) dense input or None; tokens: (T,B) int64 or None; h0: (B,H) or
     None; lengths: (B,) int64 or None; params: dict of the layer's arrays;
-    dtype: float32 or float64, that of every float array.
+    dtype: float32 or float64, that of every float array; threads: BLAS
+    threads for large products (0: the count in force).
     """
     cdef crnn_shape s = _shape(T, B, D, H, O, activation, output_activation, reverse, bias)
     dt = np.dtype(dtype)
@@ -169,7 +185,7 @@ def elman_forward(x, tokens, h0, lengths, params, *, dtype, int T, int B, int D,
     cdef void *p_by = _buf(params["b_y"], "b_y", (O,), dt) if (O > 0 and bias) else NULL
     cdef int rc
     cdef bint f64 = dt == np.float64
-    cdef crnn_blas blas = _call_blas()
+    cdef crnn_blas blas = _call_blas(threads)
     with nogil:
         if f64:
             rc = crnn_elman_forward_f64(<double*>p_hs, <double*>p_y, <double*>p_hl,
@@ -190,7 +206,7 @@ def elman_forward(x, tokens, h0, lengths, params, *, dtype, int T, int B, int D,
 
 
 def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bint want_dx,
-                   *, dtype, int T, int B, int D, int H, int O, str activation,
+                   *, int threads=0, dtype, int T, int B, int D, int H, int O, str activation,
                    str output_activation, bint reverse, bint bias):
     """Run crnn_elman_backward_*: accumulates into `grads`, returns (dx or None, dh0)."""
     cdef crnn_shape s = _shape(T, B, D, H, O, activation, output_activation, reverse, bias)
@@ -228,7 +244,7 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
         raise ValueError("y is required when O > 0")
     cdef int rc
     cdef bint f64 = dt == np.float64
-    cdef crnn_blas blas = _call_blas()
+    cdef crnn_blas blas = _call_blas(threads)
     with nogil:
         if f64:
             rc = crnn_elman_backward_f64(<double*>p_dx, <double*>p_dh0, <double*>p_dwxh,

@@ -5,6 +5,7 @@ of shape (T, B); `lengths` (B,) marks each sequence's valid prefix; a state is
 (B, H) for a Layer. `params` and `grads` are dicts of live arrays with the same
 keys; `backward` accumulates into `grads`.
 """
+import os
 from collections.abc import MutableMapping
 
 import numpy as np
@@ -207,7 +208,7 @@ class Layer(Module):
                     activation=self.activation, output_activation=self.output_activation,
                     reverse=self.reverse, bias=self.bias)
 
-    def forward(self, x, h0=None, lengths=None):
+    def forward(self, x, h0=None, lengths=None, *, _threads=0):
         """Run the layer over whole sequences.
 
         x: (T, B, D) real, or (T, B) int token ids in [0, D); h0: (B, H) or
@@ -220,14 +221,14 @@ class Layer(Module):
         x, tokens, T, B, lengths = _sequence_input(x, self.input_size, self.dtype, lengths)
         h0 = _state(h0, "h0", B, self.hidden_size, self.dtype)
         hs, y, h_last = _core.elman_forward(x, tokens, h0, lengths, self.params,
-                                            **self._sizes(T, B))
+                                            threads=_threads, **self._sizes(T, B))
         hs.flags.writeable = False
         if y is not None:
             y.flags.writeable = False
         self._ctx = (x, tokens, h0, lengths, hs, y)
         return (hs if y is None else y), h_last
 
-    def backward(self, dy, dstate=None, *, need_dx=True):
+    def backward(self, dy, dstate=None, *, need_dx=True, _threads=0):
         """Backpropagation through time for the latest forward.
 
         dy: dL/dy, shape (T, B, out_features), read at valid steps only;
@@ -246,7 +247,7 @@ class Layer(Module):
         _finite_valid(dy, "dy", lengths)
         dstate = _state(dstate, "dstate", B, self.hidden_size, self.dtype)
         return _core.elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, self.params,
-                                    self.grads, need_dx, **self._sizes(T, B))
+                                    self.grads, need_dx, threads=_threads, **self._sizes(T, B))
 
     def __repr__(self):
         extra = ""
@@ -302,6 +303,20 @@ class _Joined(MutableMapping):
 
 MERGES = ("concat", "sum", "mean", "mul")
 
+# A BiLayer runs its directions on two cores when each does at least this many
+# flops (about 0.2 ms): below it, handing work to a thread costs more.
+PARALLEL_MIN_FLOPS = 2 ** 23
+_pool = None
+
+
+def _worker():
+    global _pool
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crnn-bilayer")
+    return _pool
+
 
 class BiLayer(Module):
     """Two Layers over the same input, `fwd` left to right and `bwd` right to
@@ -313,6 +328,11 @@ class BiLayer(Module):
         mul     y_fwd * y_bwd (elementwise)
 
     The state is a pair (fwd, bwd); params are named "fwd.*" and "bwd.*".
+
+    `parallel`: None (default) runs the two directions concurrently on two
+    cores when the machine has them and the work is large enough, True always,
+    False never. The C core releases the GIL; each direction then uses one
+    BLAS thread. Results are bitwise the same either way.
     """
 
     def __init__(self, input_size, hidden_size, output_size=None, *, merge="concat",
@@ -327,6 +347,27 @@ class BiLayer(Module):
         self.params = _Joined([("fwd", self.fwd), ("bwd", self.bwd)], "params")
         self.grads = _Joined([("fwd", self.fwd), ("bwd", self.bwd)], "grads")
         self._outputs = None
+        self.parallel = None
+
+    def _both(self, run, T, B):
+        """(run(fwd, threads), run(bwd, threads)), on two cores when worth it."""
+        parallel = self.parallel
+        if parallel is None:
+            flops = 2.0 * T * B * self.hidden_size * (self.input_size + self.hidden_size)
+            parallel = (os.cpu_count() or 1) >= 2 and flops >= PARALLEL_MIN_FLOPS
+        if not parallel:
+            return run(self.fwd, 0), run(self.bwd, 0)
+        saved = _core.blas_threads()
+        try:
+            later = _worker().submit(run, self.bwd, 1)
+            try:
+                first = run(self.fwd, 1)
+            except BaseException:
+                later.exception()  # let the other direction finish first
+                raise
+            return first, later.result()
+        finally:
+            _core.blas_threads(saved)
 
     input_size = property(lambda self: self.fwd.input_size)
     hidden_size = property(lambda self: self.fwd.hidden_size)
@@ -360,9 +401,10 @@ class BiLayer(Module):
     def forward(self, x, h0=None, lengths=None):
         """Returns (y, (h_fwd, h_bwd)); see Layer.forward for x, lengths."""
         self._outputs = None
-        h0_f, h0_b = self._pair(h0, "h0")
-        y_f, h_f = self.fwd.forward(x, h0_f, lengths)
-        y_b, h_b = self.bwd.forward(x, h0_b, lengths)
+        h0s = dict(zip((self.fwd, self.bwd), self._pair(h0, "h0")))
+        T, B = (np.shape(x) + (1, 1))[:2]
+        (y_f, h_f), (y_b, h_b) = self._both(
+            lambda m, n: m.forward(x, h0s[m], lengths, _threads=n), T, B)
         if self.merge == "concat":
             y = np.concatenate([y_f, y_b], axis=2)
         elif self.merge == "sum":
@@ -393,8 +435,9 @@ class BiLayer(Module):
             dy_f = dy_b = dy * 0.5
         else:
             dy_f, dy_b = dy * y_b, dy * y_f
-        dx_f, dh_f = self.fwd.backward(dy_f, ds_f, need_dx=need_dx)
-        dx_b, dh_b = self.bwd.backward(dy_b, ds_b, need_dx=need_dx)
+        args = {self.fwd: (dy_f, ds_f), self.bwd: (dy_b, ds_b)}
+        (dx_f, dh_f), (dx_b, dh_b) = self._both(
+            lambda m, n: m.backward(*args[m], need_dx=need_dx, _threads=n), T, B)
         dx = None if dx_f is None else dx_f + dx_b
         return dx, (dh_f, dh_b)
 

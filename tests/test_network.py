@@ -277,3 +277,31 @@ def test_bilayer_backward_is_repeatable(combo):
     bi.backward(dy, ds)
     for k in once:
         np.testing.assert_allclose(bi.grads[k], 2 * once[k], rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("merge", MERGES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bilayer_directions_in_parallel_are_bitwise_identical(merge, dtype):
+    from crnn import _core
+
+    results = []
+    threads_before = _core.blas_threads()
+    for parallel in (False, True):
+        bi = crnn.BiLayer(24, 32, merge=merge, dtype=dtype, seed=4)
+        bi.parallel = parallel
+        x, lens, h0, dy, ds = _inputs(bi, 40, 16, tokens=False, lengths=True, seed=5)
+        y, (hf, hb) = bi.forward(x, h0, lens)
+        dx, (dhf, dhb) = bi.backward(dy, ds)
+        results.append([y, hf, hb, dx, dhf, dhb] + [g.copy() for g in bi.grads.values()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    assert _core.blas_threads() == threads_before  # the BLAS thread count is restored
+
+
+def test_bilayer_parallel_failure_leaves_nothing_for_backward():
+    bi = crnn.BiLayer(3, 4, seed=0)
+    bi.parallel = True
+    with pytest.raises(ValueError, match="input_size"):
+        bi.forward(np.ones((2, 1, 5)))
+    with pytest.raises(RuntimeError, match="forward"):
+        bi.backward(np.ones((2, 1, 8)))
