@@ -40,6 +40,8 @@ def _configs(level):
         ("identity, no bias", lambda dt: L(3, 4, activation="identity", bias=False, dtype=dt, seed=4), 5, 2, False, None, True, False),
         ("softmax output, tokens", lambda dt: L(7, 6, 5, output_activation="softmax", dtype=dt, seed=5), 6, 3, True, "mixed", False, True),
         ("BiLayer concat", lambda dt: Bi(4, 5, merge="concat", dtype=dt, seed=6), 6, 3, False, "mixed", True, True),
+        ("Stack 2 relu Layers, tokens, lengths", lambda dt: Stack([L(6, 5, activation="relu", dtype=dt, seed=14), L(5, 5, activation="relu", dtype=dt, seed=15)]), 6, 3, True, "mixed", True, True),
+        ("Stack 2 BiLayers (torch bidirectional)", lambda dt: Stack([Bi(3, 4, dtype=dt, seed=16), Bi(8, 4, dtype=dt, seed=17)]), 6, 3, False, "mixed", True, True),
         ("Stack Bi(mul) + Layer(sigmoid out)", lambda dt: Stack([Bi(5, 4, merge="mul", dtype=dt, seed=7), L(4, 3, 2, output_activation="sigmoid", dtype=dt, seed=8)]), 5, 3, True, "mixed", True, True),
     ]
     if level == "quick":
@@ -115,18 +117,70 @@ def _f32_error(factory, x, lengths, h0, dy, dstate):
     return max(_scaled(a, b) for a, b in zip(out[1], out[0]))
 
 
+def _torch_state(module, state):
+    """A crnn state (Layer array, BiLayer pair, Stack list) as nn.RNN's (L*dirs, B, H)."""
+    flat = flatten_state(state)
+    return np.stack(flat)
+
+
 def _torch_error(module, x, lengths, h0, dy, dstate):
-    """Forward and gradients against torch.nn.RNN, or None when not applicable."""
+    """Max scaled error against torch.nn.RNN with the same weights (forward,
+    final state and every gradient), or None when torch is missing or nn.RNN
+    cannot express the module. Sequences of length 0, which packed sequences
+    refuse, are left out of the torch run: they add nothing to any parameter
+    gradient."""
     try:
-        from crnn import interop
-    except ImportError:  # interop not there yet
+        import torch
+    except ImportError:
         return None
-    parity = getattr(interop, "torch_parity_error", None)
-    return None if parity is None else parity(module, x, lengths, h0, dy, dstate)
+    from crnn import interop
+
+    try:
+        sd, kwargs = interop.to_torch(module)
+    except ValueError:
+        return None
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(**kwargs)
+    rnn.load_state_dict(sd)
+    T, B = np.shape(x)[:2]
+    lens = np.full(B, T) if lengths is None else np.asarray(lengths)
+    keep = np.flatnonzero(lens > 0)
+    y, state = module.forward(x, h0, lengths)
+    module.zero_grad()
+    dx, dh0 = module.backward(dy, dstate)
+    x_dense = np.eye(module.input_size)[x] if dx is None else x  # tokens: one-hot for torch
+    xt = torch.tensor(x_dense[:, keep], dtype=kwargs["dtype"], requires_grad=True)
+    h0_full = np.zeros_like(_torch_state(module, state)) if h0 is None else _torch_state(module, h0)
+    h0t = torch.tensor(h0_full[:, keep], requires_grad=True)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor(lens[keep]),
+                                                     enforce_sorted=False)
+    yp, hn = rnn(packed, h0t)
+    yt, _ = torch.nn.utils.rnn.pad_packed_sequence(yp, total_length=T)
+    ds = np.zeros_like(h0_full) if dstate is None else _torch_state(module, dstate)
+    mask = (np.arange(T)[:, None] < lens[None, keep])[..., None]
+    dyk = np.where(mask, dy[:, keep], 0.0)
+    loss = (yt * torch.from_numpy(dyk)).sum() + (hn * torch.from_numpy(ds[:, keep])).sum()
+    loss.backward()
+    errs = [_scaled(y[:, keep], yt.detach().numpy()),
+            _scaled(_torch_state(module, state)[:, keep], hn.detach().numpy()),
+            0.0 if dx is None else _scaled(dx[:, keep], xt.grad.numpy()),
+            _scaled(_torch_state(module, dh0)[:, keep], h0t.grad.numpy())]
+    names = {n: p for n, p in rnn.named_parameters()}
+    for k, n in enumerate(module if isinstance(module, Stack) else [module]):
+        parts = [("", n.fwd), ("_reverse", n.bwd)] if isinstance(n, BiLayer) else [("", n)]
+        for suffix, layer in parts:
+            g = layer.grads
+            errs.append(_scaled(g["W_xh"], names[f"weight_ih_l{k}{suffix}"].grad.numpy()))
+            errs.append(_scaled(g["W_hh"], names[f"weight_hh_l{k}{suffix}"].grad.numpy()))
+            if layer.bias:
+                errs.append(_scaled(g["b_h"], names[f"bias_ih_l{k}{suffix}"].grad.numpy()))
+                errs.append(_scaled(g["b_h"], names[f"bias_hh_l{k}{suffix}"].grad.numpy()))
+    return max(errs)
 
 
-def run(level="default", out=sys.stdout, use_torch=True):
+def run(level="default", out=None, use_torch=True):
     """Run every check; print the table; return True when all pass."""
+    out = sys.stdout if out is None else out
     header = (f"{'configuration':38s} {'vs reference':>13s} {'vs finite diff':>15s} "
               f"{'f32 vs f64':>11s} {'vs torch':>10s}  result")
     print(f"crnn verify ({level}): max errors; tolerances: reference {TOL['reference']:.0e} "
