@@ -8,7 +8,18 @@ their mean is exactly (L(θ+h) − L(θ−h)) / 2h.
 import numpy as np
 from scipy.optimize import approx_fprime
 
-__all__ = ["gradcheck", "flatten_state"]
+__all__ = ["gradcheck", "flatten_state", "scaled_error"]
+
+
+def scaled_error(got, ref):
+    """max |got − ref| / max(1, |ref|), elementwise, in float64 (inf when the
+    shapes differ): the measure DESIGN.md's reference tolerances use."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if got.shape != ref.shape:
+        return np.inf
+    if got.size == 0:
+        return 0.0
+    return float(np.max(np.abs(got - ref) / np.maximum(1.0, np.abs(ref))))
 
 
 def flatten_state(state):

@@ -15,19 +15,10 @@ import numpy as np
 
 from crnn import reference
 from crnn.gradcheck import flatten_state, gradcheck
+from crnn.gradcheck import scaled_error as _scaled
 from crnn.layers import BiLayer, Layer, Stack
 
 TOL = {"reference": 1e-12, "fd": 1e-7, "f32": 1e-4, "torch": 1e-10}
-
-
-def _scaled(got, ref):
-    """max |got − ref| / max(1, |ref|) over all elements."""
-    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
-    if got.shape != ref.shape:
-        return np.inf
-    if got.size == 0:
-        return 0.0
-    return float(np.max(np.abs(got - ref) / np.maximum(1.0, np.abs(ref))))
 
 
 def _configs(level):
