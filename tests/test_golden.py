@@ -3,11 +3,9 @@ crnn.reference, the comparison's verdicts, and the README's examples."""
 import hashlib
 import itertools
 import json
-import os
 import pathlib
 import re
 import shutil
-import sys
 import zipfile
 
 import numpy as np
@@ -383,10 +381,7 @@ def test_readme_ten_line_numpy_example_runs(gold, monkeypatch):
 
 
 def test_readme_torch_example_passes_check_against(gold, tmp_path, monkeypatch, capsys):
-    if "torch" not in sys.modules and not os.environ.get("CRNN_TEST_TORCH"):
-        pytest.skip("importing torch is slow: set CRNN_TEST_TORCH=1 (runs anyway when torch "
-                    "is already imported)")
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="torch not installed")
     block = _readme_blocks()[1]
     shutil.copytree(gold, tmp_path / "golden")
     monkeypatch.chdir(tmp_path)

@@ -1,5 +1,4 @@
 """`crnn verify`: the table, the exit status, and that a wrong result fails it."""
-import numpy as np
 
 from crnn import reference
 from crnn.cli import main
