@@ -305,3 +305,33 @@ def test_bilayer_parallel_failure_leaves_nothing_for_backward():
         bi.forward(np.ones((2, 1, 5)))
     with pytest.raises(RuntimeError, match="forward"):
         bi.backward(np.ones((2, 1, 8)))
+
+
+@pytest.mark.parametrize("dtype,scale", [(np.float64, 3000.0), (np.float32, 400.0)])
+def test_softmax_output_and_logits_give_the_same_gradients_even_when_probabilities_underflow(
+        dtype, scale):
+    from crnn import losses
+
+    T, B, D, H, O = 4, 3, 2, 3, 5
+    probs = crnn.Layer(D, H, O, output_activation="softmax", dtype=dtype, seed=0)
+    logits = crnn.Layer(D, H, O, output_activation="identity", dtype=dtype, seed=0)
+    for k in probs.params:
+        probs.params[k] *= scale if k == "W_hy" else 1  # logit gaps of hundreds
+        logits.params[k][...] = probs.params[k]
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((T, B, D)) * 3
+    target = rng.integers(0, O, (T, B))
+    p, _ = probs.forward(x)
+    z, _ = logits.forward(x)
+    exact = np.exp(z.astype(np.float64) - z.max(-1, keepdims=True))
+    exact /= exact.sum(-1, keepdims=True)
+    p_target = np.take_along_axis(exact, target[..., None], -1)
+    assert (p_target < np.finfo(dtype).tiny).any()  # the case this test is about
+    _, dy_p = losses.cross_entropy(p, target)
+    _, dy_z = losses.cross_entropy(z, target, from_logits=True)
+    probs.backward(dy_p)
+    logits.backward(dy_z)
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    for k in probs.grads:
+        assert np.all(np.isfinite(probs.grads[k]))
+        _close(probs.grads[k], logits.grads[k], tol)
