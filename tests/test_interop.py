@@ -507,7 +507,9 @@ def test_from_torch_without_torch(monkeypatch):
     assert isinstance(interop.from_torch(sd)[0], crnn.BiLayer)
 
 
-def test_import_does_not_import_torch():
+def test_import_does_not_import_torch(tmp_path):
     code = "import sys, crnn.interop; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # run outside the checkout, so that the installed crnn is the one imported
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path)
     assert out.stdout.strip() == "False"
