@@ -509,7 +509,13 @@ def test_from_torch_without_torch(monkeypatch):
 
 def test_import_does_not_import_torch(tmp_path):
     code = "import sys, crnn.interop; print('torch' in sys.modules)"
-    # run outside the checkout, so that the installed crnn is the one imported
+    # the crnn this test process imported, not whatever the working directory holds
+    import os
+    import pathlib
+
+    import crnn
+
+    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(crnn.__file__).resolve().parents[1]))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=tmp_path)
+                         cwd=tmp_path, env=env)
     assert out.stdout.strip() == "False"
