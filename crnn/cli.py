@@ -4,7 +4,7 @@ import importlib
 import sys
 
 # subcommand modules; each has add_parser(subparsers), which sets `func`
-COMMANDS = ["crnn.verify", "crnn.golden"]
+COMMANDS = ["crnn.verify", "crnn.golden", "crnn.demos"]
 
 
 def main(argv=None):

@@ -339,7 +339,10 @@ class BiLayer(Module):
                  activation="tanh", output_activation="identity", bias=True, init="uniform",
                  dtype=np.float64, seed=None):
         self.merge = _choice(merge, "merge", MERGES)
-        seeds = np.random.SeedSequence(seed).spawn(2)
+        if isinstance(seed, (np.random.SeedSequence, np.random.Generator)):
+            seeds = seed.spawn(2)
+        else:
+            seeds = np.random.SeedSequence(seed).spawn(2)
         kw = dict(activation=activation, output_activation=output_activation, bias=bias,
                   init=init, dtype=dtype)
         self.fwd = Layer(input_size, hidden_size, output_size, reverse=False, seed=seeds[0], **kw)

@@ -335,3 +335,12 @@ def test_softmax_output_and_logits_give_the_same_gradients_even_when_probabiliti
     for k in probs.grads:
         assert np.all(np.isfinite(probs.grads[k]))
         _close(probs.grads[k], logits.grads[k], tol)
+
+
+def test_bilayer_seed_accepts_what_layer_accepts():
+    for seed in (3, np.random.SeedSequence(3), np.random.default_rng(3)):
+        bi = crnn.BiLayer(2, 3, seed=seed)
+        assert not np.array_equal(bi.fwd.params["W_hh"], bi.bwd.params["W_hh"])
+    a = crnn.BiLayer(2, 3, seed=np.random.SeedSequence(5))
+    b = crnn.BiLayer(2, 3, seed=np.random.SeedSequence(5))
+    np.testing.assert_array_equal(a.params["bwd.W_xh"], b.params["bwd.W_xh"])
