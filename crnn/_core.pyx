@@ -55,6 +55,7 @@ _blas.dgemv = dgemv
 _blas.set_threads = NULL
 _blas.threads = 1
 _blas.mt_flops = CRNN_MT_FLOPS
+_blas.mt_flops_step = CRNN_MT_FLOPS_STEP
 _set_addr, _get_addr = _locate_thread_control()
 if _set_addr and _get_addr:
     _blas.set_threads = <_set_threads_fn><size_t>_set_addr
@@ -62,21 +63,24 @@ if _set_addr and _get_addr:
 
 
 def thread_control():
-    """True when crnn steers the BLAS threads: products under `mt_flops()`
-    flops (per-step products at all but the largest sizes) on one thread,
-    larger ones on the count the BLAS has when the call starts (set it with
-    threadpoolctl)."""
+    """True when crnn steers the BLAS threads (see `mt_flops`)."""
     return _blas.set_threads != NULL
 
 
-def mt_flops(value=None):
-    """The flop count from which a product may use more than one BLAS
-    thread; with `value`, set it (returns the previous one)."""
-    old = _blas.mt_flops
-    if value is not None:
-        if not value >= 0:
-            raise ValueError(f"mt_flops must be >= 0, got {value!r}")
-        _blas.mt_flops = value
+def mt_flops(whole=None, step=None):
+    """The flop counts from which a product may use more than one BLAS
+    thread: `whole` for the whole-sequence products, `step` for those inside
+    the time loop; smaller products run on one thread, larger ones on the
+    count the BLAS has when the call starts (set it with threadpoolctl).
+    Sets the ones given; returns the previous (whole, step)."""
+    old = (_blas.mt_flops, _blas.mt_flops_step)
+    for name, value in (("whole", whole), ("step", step)):
+        if value is not None and not value >= 0:
+            raise ValueError(f"mt_flops {name} must be >= 0, got {value!r}")
+    if whole is not None:
+        _blas.mt_flops = whole
+    if step is not None:
+        _blas.mt_flops_step = step
     return old
 
 

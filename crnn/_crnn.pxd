@@ -32,8 +32,10 @@ cdef extern from "crnn.h" nogil:
         void (*set_threads)(int) noexcept nogil
         int threads
         double mt_flops
+        double mt_flops_step
 
     double CRNN_MT_FLOPS
+    double CRNN_MT_FLOPS_STEP
 
     ctypedef struct crnn_shape:
         int T, B, D, H, O

@@ -330,8 +330,9 @@ class BiLayer(Module):
     The state is a pair (fwd, bwd); params are named "fwd.*" and "bwd.*".
 
     `parallel`: None (default) runs the two directions concurrently on two
-    cores when the machine has them and the work is large enough, True always,
-    False never. The C core releases the GIL; each direction then uses one
+    cores when the machine has them, the BLAS may use two threads (so
+    `threadpoolctl.threadpool_limits(1)` keeps crnn on one core) and the work
+    is large enough; True always, False never. The C core releases the GIL; each direction then uses one
     BLAS thread. Results are bitwise the same either way.
     """
 
@@ -355,9 +356,10 @@ class BiLayer(Module):
     def _both(self, run, T, B):
         """(run(fwd, threads), run(bwd, threads)), on two cores when worth it."""
         parallel = self.parallel
-        if parallel is None:
+        if parallel is None:  # two cores, permitted by the BLAS thread count, and enough work
             flops = 2.0 * T * B * self.hidden_size * (self.input_size + self.hidden_size)
-            parallel = (os.cpu_count() or 1) >= 2 and flops >= PARALLEL_MIN_FLOPS
+            parallel = ((os.cpu_count() or 1) >= 2 and flops >= PARALLEL_MIN_FLOPS
+                        and _core.blas_threads() >= 2)
         if not parallel:
             return run(self.fwd, 0), run(self.bwd, 0)
         saved = _core.blas_threads()

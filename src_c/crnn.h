@@ -62,11 +62,13 @@ typedef void (*crnn_dgemv_fn)(char *trans, int *m, int *n, double *alpha, double
  * it, products with a single row or column -- every per-step product when
  * B = 1 -- go to gemv, which some OpenBLAS kernels run several times faster
  * than an n = 1 gemm. set_threads is optional (NULL: the BLAS decides): with
- * it, products of fewer than mt_flops flops -- the per-step products at all
- * but the largest sizes -- run on one thread, where more threads only add
- * synchronisation (and stall for milliseconds when another process holds a
- * core), and larger ones on `threads`. The count in force on return is
- * `threads`. CRNN_MT_FLOPS is the suggested mt_flops. */
+ * it, a product runs on `threads` threads only from a size on, and on one
+ * thread below it: from mt_flops flops for the whole-sequence products (a
+ * handful per call), from mt_flops_step for the products inside the time
+ * loop (one or two per step), where extra threads mostly add synchronisation
+ * and, when another process holds a core, stall for milliseconds on every
+ * step. The count in force on return is `threads`. CRNN_MT_FLOPS and
+ * CRNN_MT_FLOPS_STEP are the suggested values. */
 typedef struct {
     crnn_sgemm_fn sgemm;
     crnn_dgemm_fn dgemm;
@@ -75,9 +77,11 @@ typedef struct {
     void (*set_threads)(int);
     int threads;
     double mt_flops;
+    double mt_flops_step;
 } crnn_blas;
 
-#define CRNN_MT_FLOPS 134217728.0  /* 2^27 flops, 1.5-3 ms on one core */
+#define CRNN_MT_FLOPS 4194304.0         /* 2^22 flops, about 0.1 ms on one core */
+#define CRNN_MT_FLOPS_STEP 134217728.0  /* 2^27 flops, 1.5-3 ms on one core */
 
 typedef struct {
     int T, B, D, H, O;       /* O = 0: no output projection, the output is h */

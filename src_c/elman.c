@@ -23,9 +23,10 @@ typedef struct {
     int now;  /* the count last set, 0 = unknown */
 } gemm_ctx;
 
-static void use_threads(gemm_ctx *g, double flops)
+static void use_threads(gemm_ctx *g, double flops, int in_loop)
 {
-    int want = flops >= g->blas->mt_flops && g->blas->threads > 1 ? g->blas->threads : 1;
+    double from = in_loop ? g->blas->mt_flops_step : g->blas->mt_flops;
+    int want = flops >= from && g->blas->threads > 1 ? g->blas->threads : 1;
     if (g->blas->set_threads && want != g->now) {
         g->blas->set_threads(want);
         g->now = want;

@@ -12,9 +12,10 @@
  * a row-major matrix is its column-major transpose, so C^T = op(B)^T op(A)^T
  * is computed by swapping the operands (never by copying). ta/tb say whether
  * A/B are used transposed; lda/ldb/ldc are the row-major row lengths. A
- * single-row or single-column C goes to gemv when the table has it. BLAS
+ * single-row or single-column C goes to gemv when the table has it. in_loop:
+ * the product is one of the time loop's (for the thread policy). BLAS
  * never writes A or B, the casts only meet its Fortran signature. */
-static void FN(rm_gemm)(gemm_ctx *gc, char ta, char tb, int M, int N, int K,
+static void FN(rm_gemm)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int N, int K,
                         REAL alpha, const REAL *A, int lda, const REAL *B, int ldb,
                         REAL beta, REAL *C, int ldc)
 {
@@ -25,7 +26,7 @@ static void FN(rm_gemm)(gemm_ctx *gc, char ta, char tb, int M, int N, int K,
                 C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
         return;
     }
-    use_threads(gc, 2.0 * M * N * K);
+    use_threads(gc, 2.0 * M * N * K, in_loop);
     const crnn_blas *bl = gc->blas;
     if (bl->GEMV_PTR && M == 1) {
         /* c^T (N) = op(B)^T a: op(B)^T is B's column-major buffer ('N', N x K)
@@ -175,14 +176,14 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     } else {
         if (bh)
             for (size_t r = 0; r < (size_t)TB; ++r) memcpy(hs + r * H, bh, H * sizeof(REAL));
-        FN(rm_gemm)(&gc, 'N', 'T', TB, H, D, 1, x, D, W_xh, D, bh ? 1 : 0, hs, H);
+        FN(rm_gemm)(&gc, 0, 'N', 'T', TB, H, D, 1, x, D, W_xh, D, bh ? 1 : 0, hs, H);
     }
 
     /* A reversed sequence shorter than T starts at step len_b-1, where hs[t+1]
      * is padding (0), not h0: add its W_hh h0 there up front. h_last is free
      * until the end and holds h0 W_hh^T meanwhile. */
     if (s->reverse && lengths && h0) {
-        FN(rm_gemm)(&gc, 'N', 'T', B, H, H, 1, h0, H, W_hh, H, 0, h_last, H);
+        FN(rm_gemm)(&gc, 0, 'N', 'T', B, H, H, 1, h0, H, W_hh, H, 0, h_last, H);
         for (int b = 0; b < B; ++b) {
             int len = (int)lengths[b];
             if (len == 0 || len == T) continue;
@@ -197,7 +198,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
         const int t = s->reverse ? T - 1 - step : step;
         REAL *a = hs + (size_t)t * BH;
         const REAL *prev = step == 0 ? h0 : hs + (size_t)(s->reverse ? t + 1 : t - 1) * BH;
-        if (prev) FN(rm_gemm)(&gc, 'N', 'T', B, H, H, 1, prev, H, W_hh, H, 1, a, H);
+        if (prev) FN(rm_gemm)(&gc, 1, 'N', 'T', B, H, H, 1, prev, H, W_hh, H, 1, a, H);
         FN(act_forward)(a, a, BH, s->activation);
         if (lengths)
             for (int b = 0; b < B; ++b)
@@ -221,7 +222,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
         const REAL *by = s->bias ? b_y : NULL;
         if (by)
             for (size_t r = 0; r < (size_t)TB; ++r) memcpy(y + r * O, by, O * sizeof(REAL));
-        FN(rm_gemm)(&gc, 'N', 'T', TB, O, H, 1, hs, H, W_hy, H, by ? 1 : 0, y, O);
+        FN(rm_gemm)(&gc, 0, 'N', 'T', TB, O, H, 1, hs, H, W_hy, H, by ? 1 : 0, y, O);
         if (s->output_activation == CRNN_SOFTMAX)
             FN(softmax_rows)(y, (size_t)TB, O);
         else
@@ -273,11 +274,11 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
                 }
             }
         /* dW_hy += dz^T hs;  db_y += sum_rows dz;  dh = dz W_hy */
-        FN(rm_gemm)(&gc, 'T', 'N', O, H, TB, 1, dz, O, hs, H, 1, dW_hy, H);
+        FN(rm_gemm)(&gc, 0, 'T', 'N', O, H, TB, 1, dz, O, hs, H, 1, dW_hy, H);
         if (s->bias)
             for (size_t r = 0; r < (size_t)TB; ++r)
                 for (int k = 0; k < O; ++k) db_y[k] += dz[r * O + k];
-        FN(rm_gemm)(&gc, 'N', 'N', TB, H, O, 1, dz, O, W_hy, H, 0, da, H);
+        FN(rm_gemm)(&gc, 0, 'N', 'N', TB, H, O, 1, dz, O, W_hy, H, 0, da, H);
     } else {
         for (int t = 0; t < T; ++t)
             for (int b = 0; b < B; ++b) {
@@ -317,7 +318,7 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
         FN(act_backward)(g, hs + (size_t)t * BH, BH, s->activation);
         /* dL/dh_prev += da_t W_hh, into the predecessor step or into dh0 */
         REAL *gprev = step == 0 ? dh0 : da + (size_t)(s->reverse ? t + 1 : t - 1) * BH;
-        FN(rm_gemm)(&gc, 'N', 'N', B, H, H, 1, g, H, W_hh, H, 1, gprev, H);
+        FN(rm_gemm)(&gc, 1, 'N', 'N', B, H, H, 1, g, H, W_hh, H, 1, gprev, H);
     }
 
     /* Whole-sequence parameter gradients from da (0 at padded steps). */
@@ -330,18 +331,18 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
     if (T > 1) {
         const REAL *da_first = s->reverse ? da : da + BH;       /* steps with h_prev in hs */
         const REAL *h_prev = s->reverse ? hs + BH : hs;
-        FN(rm_gemm)(&gc, 'T', 'N', H, H, (T - 1) * B, 1, da_first, H, h_prev, H, 1, dW_hh, H);
+        FN(rm_gemm)(&gc, 0, 'T', 'N', H, H, (T - 1) * B, 1, da_first, H, h_prev, H, 1, dW_hh, H);
     }
     if (h0) {
         const REAL *da0 = da + (size_t)(s->reverse ? T - 1 : 0) * BH;
-        FN(rm_gemm)(&gc, 'T', 'N', H, H, B, 1, da0, H, h0, H, 1, dW_hh, H);
+        FN(rm_gemm)(&gc, 0, 'T', 'N', H, H, B, 1, da0, H, h0, H, 1, dW_hh, H);
         /* a reversed sequence shorter than T started from h0 at step len_b-1 */
         if (s->reverse && lengths)
             for (int b = 0; b < B; ++b) {
                 int len = (int)lengths[b];
                 if (len == 0 || len == T) continue;
                 const REAL *d = da + ((size_t)(len - 1) * B + b) * H;
-                FN(rm_gemm)(&gc, 'T', 'N', H, H, 1, 1, d, H, h0 + (size_t)b * H, H, 1, dW_hh, H);
+                FN(rm_gemm)(&gc, 0, 'T', 'N', H, H, 1, 1, d, H, h0 + (size_t)b * H, H, 1, dW_hh, H);
             }
     }
 
@@ -357,8 +358,8 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
             }
     } else {
         /* dW_xh += da^T X;  dx = da W_xh */
-        FN(rm_gemm)(&gc, 'T', 'N', H, D, TB, 1, da, H, x, D, 1, dW_xh, D);
-        if (dx) FN(rm_gemm)(&gc, 'N', 'N', TB, D, H, 1, da, H, W_xh, D, 0, dx, D);
+        FN(rm_gemm)(&gc, 0, 'T', 'N', H, D, TB, 1, da, H, x, D, 1, dW_xh, D);
+        if (dx) FN(rm_gemm)(&gc, 0, 'N', 'N', TB, D, H, 1, da, H, W_xh, D, 0, dx, D);
     }
 #undef VALID
     restore_threads(&gc);

@@ -518,16 +518,19 @@ def test_blas_thread_policy_does_not_change_results():
     x, lens, h0, dy, ds = _case(30, 24, 40, 48, tokens=False, lengths="mixed", h0=True,
                                 dstate=True, O=8, seed=2)
     base = _run(layer, x, h0, lens, dy, ds)
-    old = _core.mt_flops(0)  # every product may use every thread
+    old = _core.mt_flops(0, 0)  # every product may use every thread
     try:
         with threadpool_limits(2):
             got = _run(layer, x, h0, lens, dy, ds)
     finally:
-        _core.mt_flops(old)
+        _core.mt_flops(*old)
     for a, b in zip(got, base):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="mt_flops"):
         _core.mt_flops(-1)
+    with pytest.raises(ValueError, match="mt_flops step"):
+        _core.mt_flops(step=float("nan"))
+    assert _core.mt_flops() == old
 
 
 def test_thread_control_found_scipys_openblas():

@@ -39,10 +39,10 @@
 #define MAX_REPORTED 60
 
 static const crnn_blas REF_BLAS = {crnn_ref_sgemm, crnn_ref_dgemm, crnn_ref_sgemv,
-                                   crnn_ref_dgemv, NULL, 1, CRNN_MT_FLOPS};
+                                   crnn_ref_dgemv, NULL, 1, CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP};
 /* the same without gemv: every product through gemm */
 static const crnn_blas GEMM_ONLY = {crnn_ref_sgemm, crnn_ref_dgemm, NULL, NULL, NULL, 1,
-                                    CRNN_MT_FLOPS};
+                                    CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP};
 /* the table the grid runs with: both, in turn */
 static const crnn_blas *GRID_BLAS = &REF_BLAS;
 
@@ -1401,8 +1401,9 @@ static void test_softmax_floor(void)
 }
 
 /* The thread policy: a fake set_threads records every count the core asks
- * for. Small products (every per-step GEMM here) must run on 1 thread, large
- * whole-sequence ones on blas.threads, and blas.threads is in force on return. */
+ * for. Products under their threshold (mt_flops for whole-sequence ones,
+ * mt_flops_step inside the time loop) must run on 1 thread, larger ones on
+ * blas.threads, and blas.threads is in force on return. */
 static int thread_log[4096], n_thread_log;
 static void record_threads(int n)
 {
@@ -1411,7 +1412,7 @@ static void record_threads(int n)
 
 static void test_thread_policy(void)
 {
-    enum { T = 64, B = 64, D = 80, H = 64 };  /* T*B*D*H*2 > MT > B*H*H*2 */
+    enum { T = 64, B = 64, D = 80, H = 64 };
     static double x[T * B * D], hs[T * B * H], hl[B * H], dx[T * B * D], dh0[B * H],
         dy[T * B * H], da[T * B * H], Wxh[H * D], Whh[H * H], dWxh[H * D], dWhh[H * H];
     for (int i = 0; i < T * B * D; ++i) x[i] = 0.01 * (i % 7);
@@ -1420,32 +1421,42 @@ static void test_thread_policy(void)
     for (int i = 0; i < T * B * H; ++i) dy[i] = 1;
     const crnn_shape s = {.T = T, .B = B, .D = D, .H = H, .O = 0, .activation = CRNN_TANH,
                           .output_activation = CRNN_IDENTITY, .reverse = 0, .bias = 0};
-    const double MT = 1 << 24;
-    crnn_blas blas = {crnn_ref_sgemm, crnn_ref_dgemm, crnn_ref_sgemv, crnn_ref_dgemv,
-                      record_threads, 3, MT};
-    check(2.0 * T * B * D * H >= MT && 2.0 * B * H * H < MT,
-          "thread policy: test sizes do not straddle CRNN_MT_FLOPS");
-    for (int pass = 0; pass < 2; ++pass) {
-        n_thread_log = 0;
-        int rc = pass == 0
-            ? crnn_elman_forward_f64(hs, NULL, hl, x, NULL, NULL, NULL, Wxh, Whh, NULL, NULL,
-                                     NULL, &s, &blas)
-            : crnn_elman_backward_f64(dx, dh0, dWxh, dWhh, NULL, NULL, NULL, dy, NULL, hs, NULL,
-                                      x, NULL, NULL, NULL, Wxh, Whh, NULL, da, NULL, &s, &blas);
-        check(rc == CRNN_OK, "thread policy: pass %d returned %d", pass, rc);
-        int saw1 = 0, saw3 = 0, other = 0;
-        for (int i = 0; i < n_thread_log; ++i) {
-            saw1 |= thread_log[i] == 1;
-            saw3 |= thread_log[i] == 3;
-            other |= thread_log[i] != 1 && thread_log[i] != 3;
+    const double step_flops = 2.0 * B * H * H, seq_flops = 2.0 * T * B * D * H;
+    /* (mt_flops, mt_flops_step) -> which counts must appear: a threshold
+     * between the two sizes, one above both, one below both */
+    const double cases[3][2] = {{seq_flops / 2, step_flops * 2},
+                                {seq_flops * 4, step_flops * 4},
+                                {0, 0}};
+    /* case 1 sets 3 only on return, when it restores blas.threads */
+    const int want1[3] = {1, 1, 0}, want3[3] = {1, 1, 1};
+    for (int c = 0; c < 3; ++c)
+        for (int pass = 0; pass < 2; ++pass) {
+            crnn_blas blas = {crnn_ref_sgemm, crnn_ref_dgemm, crnn_ref_sgemv, crnn_ref_dgemv,
+                              record_threads, 3, cases[c][0], cases[c][1]};
+            n_thread_log = 0;
+            int rc = pass == 0
+                ? crnn_elman_forward_f64(hs, NULL, hl, x, NULL, NULL, NULL, Wxh, Whh, NULL, NULL,
+                                         NULL, &s, &blas)
+                : crnn_elman_backward_f64(dx, dh0, dWxh, dWhh, NULL, NULL, NULL, dy, NULL, hs,
+                                          NULL, x, NULL, NULL, NULL, Wxh, Whh, NULL, da, NULL, &s,
+                                          &blas);
+            check(rc == CRNN_OK, "thread policy: case %d pass %d returned %d", c, pass, rc);
+            int saw1 = 0, saw3 = 0, other = 0;
+            for (int i = 0; i < n_thread_log; ++i) {
+                saw1 |= thread_log[i] == 1;
+                saw3 |= thread_log[i] == 3;
+                other |= thread_log[i] != 1 && thread_log[i] != 3;
+            }
+            check(saw1 == want1[c] && saw3 == want3[c] && !other,
+                  "thread policy: case %d pass %d asked for the wrong thread counts", c, pass);
+            check(n_thread_log == 0 || thread_log[n_thread_log - 1] == 3,
+                  "thread policy: case %d pass %d did not leave blas.threads in force", c, pass);
+            check(n_thread_log <= 6, "thread policy: case %d pass %d switched threads %d times",
+                  c, pass, n_thread_log);
+            if (c == 1)
+                check(n_thread_log == 2 && thread_log[0] == 1,
+                      "thread policy: below both thresholds a product ran on 3 threads");
         }
-        check(saw1 && saw3 && !other, "thread policy: pass %d asked for counts other than 1 and 3",
-              pass);
-        check(n_thread_log > 0 && thread_log[n_thread_log - 1] == 3,
-              "thread policy: pass %d did not leave blas.threads in force", pass);
-        check(n_thread_log <= 6, "thread policy: pass %d switched threads %d times (per step?)",
-              pass, n_thread_log);
-    }
 }
 
 int main(void)

@@ -1,0 +1,221 @@
+"""Turn a pytest-benchmark JSON of bench/ into markdown tables.
+
+    python -m pytest bench/ --benchmark-json=bench.json
+    python bench/ratios.py bench.json [more.json ...] [--stat min]
+
+Tables: (1) per config x pass x dtype x threads, the median ms of crnn, NumPy
+and torch, crnn's speed-up over each, crnn's GF/s and its % of the GEMM
+ceiling of the same dtype and thread count; (2) token ids vs the dense one-hot
+input; (3) the GEMM ceiling; (4) the performance targets and whether each is
+met. Several JSON files are merged (a later file's result replaces an earlier
+one's for the same benchmark), so a quick run and a large run can be combined.
+Reads only extra_info (config, pass, dtype, threads, impl, flops) and
+stats.median (or, with --stat min, stats.min: steadier on a loaded machine);
+the GEMM ceiling is always its fastest round (the best the BLAS did). Stdlib
+only.
+"""
+import argparse
+import json
+import sys
+
+LAYER_CONFIGS = ["LAT", "S", "M", "L", "BI2"]
+TOKEN_CONFIGS = ["TOK", "TOKPROJ"]
+PASSES = ["fwd", "fwd+bwd"]
+DTYPES = ["float32", "float64"]
+
+# (config, pass, measure, threshold, threads or None for every thread count)
+#   measure: "torch"/"numpy" = crnn's speed-up over it (>= threshold)
+#            "ceiling" = crnn's fraction of the GEMM ceiling (>= threshold)
+#            "share" = tokens time / one-hot time (<= threshold)
+TARGETS = [
+    ("LAT", "fwd+bwd", "torch", 10.0, None),
+    ("LAT", "fwd+bwd", "numpy", 3.0, None),
+    ("LAT", "fwd", "torch", 6.0, None),
+    ("S", "fwd+bwd", "torch", 2.0, None),
+    ("S", "fwd+bwd", "numpy", 1.3, None),
+    ("M", "fwd+bwd", "ceiling", 0.90, None),
+    ("M", "fwd+bwd", "torch", 1.1, None),
+    ("L", "fwd+bwd", "ceiling", 0.90, None),
+    ("L", "fwd+bwd", "torch", 1.1, None),
+    ("BI2", "fwd+bwd", "torch", 1.5, (2,)),
+    ("TOKPROJ", "fwd", "share", 0.10, None),
+]
+
+
+def load(paths, stat="median"):
+    """{(config, pass, dtype, threads): {impl: (seconds, flops)}}, machine info."""
+    runs, machine = {}, {}
+    for path in paths:
+        with open(path) as f:
+            doc = json.load(f)
+        machine = doc.get("machine_info", machine)
+        for b in doc.get("benchmarks", []):
+            e = b.get("extra_info", {})
+            if "impl" not in e:
+                continue
+            key = (e["config"], e["pass"], e["dtype"], int(e["threads"]))
+            # the ceiling is the best the BLAS did: its fastest round, whatever `stat`
+            seconds = b["stats"]["min" if e["impl"] == "gemm" else stat]
+            runs.setdefault(key, {})[e["impl"]] = (seconds, e["flops"])
+    return runs, machine
+
+
+def ceiling_gfs(runs, dtype, threads):
+    r = runs.get(("GEMM", "gemm", dtype, threads), {}).get("gemm")
+    return None if r is None else r[1] / r[0] / 1e9
+
+
+def speedup(runs, key, other):
+    r = runs.get(key, {})
+    if "crnn" not in r or other not in r:
+        return None
+    return r[other][0] / r["crnn"][0]
+
+
+def fraction_of_ceiling(runs, key):
+    r = runs.get(key, {}).get("crnn")
+    c = ceiling_gfs(runs, key[2], key[3])
+    return None if r is None or c is None else r[1] / r[0] / 1e9 / c
+
+
+def token_share(runs, key):
+    r = runs.get(key, {})
+    if "crnn-tokens" not in r or "crnn-onehot" not in r:
+        return None
+    return r["crnn-tokens"][0] / r["crnn-onehot"][0]
+
+
+def ms(r, impl):
+    return f"{r[impl][0] * 1e3:.3f}" if impl in r else "—"
+
+
+def x(v):
+    return "—" if v is None else f"{v:.2f}×"
+
+
+def threads_seen(runs):
+    return sorted({k[3] for k in runs})
+
+
+def table_layers(runs):
+    lines = [("| config | pass | dtype | thr | crnn ms | NumPy ms | torch ms | vs NumPy "
+              "| vs torch | crnn GF/s | % of GEMM |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for cfg in LAYER_CONFIGS:
+        for dt in DTYPES:
+            for n in threads_seen(runs):
+                for pas in PASSES:
+                    key = (cfg, pas, dt, n)
+                    r = runs.get(key)
+                    if not r:
+                        continue
+                    gfs = f"{r['crnn'][1] / r['crnn'][0] / 1e9:.1f}" if "crnn" in r else "—"
+                    frac = fraction_of_ceiling(runs, key)
+                    pct = "—" if frac is None else f"{100 * frac:.0f} %"
+                    lines.append(f"| {cfg} | {pas} | {dt} | {n} | {ms(r, 'crnn')} "
+                                 f"| {ms(r, 'numpy')} | {ms(r, 'torch')} "
+                                 f"| {x(speedup(runs, key, 'numpy'))} "
+                                 f"| {x(speedup(runs, key, 'torch'))} | {gfs} | {pct} |")
+    return lines
+
+
+def table_tokens(runs):
+    lines = ["| config | pass | dtype | thr | tokens ms | one-hot ms | tokens / one-hot |",
+             "|---|---|---|---|---|---|---|"]
+    for cfg in TOKEN_CONFIGS:
+        for dt in DTYPES:
+            for n in threads_seen(runs):
+                for pas in PASSES:
+                    key = (cfg, pas, dt, n)
+                    r = runs.get(key)
+                    if not r:
+                        continue
+                    share = token_share(runs, key)
+                    lines.append(f"| {cfg} | {pas} | {dt} | {n} | {ms(r, 'crnn-tokens')} "
+                                 f"| {ms(r, 'crnn-onehot')} | "
+                                 f"{'—' if share is None else f'{100 * share:.0f} %'} |")
+    return lines
+
+
+def table_ceiling(runs):
+    lines = ["| GEMM | dtype | thr | ms | GF/s |", "|---|---|---|---|---|"]
+    for dt in DTYPES:
+        for n in threads_seen(runs):
+            r = runs.get(("GEMM", "gemm", dt, n), {}).get("gemm")
+            if r:
+                side = round((r[1] / 2) ** (1 / 3))      # flops = 2 n^3
+                gfs = r[1] / r[0] / 1e9
+                lines.append(f"| {side}² | {dt} | {n} | {r[0] * 1e3:.1f} | {gfs:.1f} |")
+    return lines
+
+
+def evaluate(runs, target, dt, n):
+    """(measured text, met: True/False/None for not measured)."""
+    cfg, pas, what, thr, _ = target
+    key = (cfg, pas, dt, n)
+    if what == "share":
+        v = token_share(runs, key)
+        return ("—", None) if v is None else (f"{100 * v:.0f} %", v <= thr)
+    if what == "ceiling":
+        v = fraction_of_ceiling(runs, key)
+        return ("—", None) if v is None else (f"{100 * v:.0f} %", v >= thr)
+    v = speedup(runs, key, what)
+    return ("—", None) if v is None else (f"{v:.2f}×", v >= thr)
+
+
+def describe(target):
+    cfg, pas, what, thr, _ = target
+    if what == "share":
+        pct = f"{100 * thr:.0f} %"
+        return f"{cfg} {pas}: token projection ≤ {pct} of one-hot", f"≤ {pct}"
+    if what == "ceiling":
+        return f"{cfg} {pas}: ≥ {100 * thr:.0f} % of GEMM ceiling", f"≥ {100 * thr:.0f} %"
+    name = {"torch": "torch", "numpy": "NumPy"}[what]
+    return f"{cfg} {pas}: ≥ {thr:g}× {name}", f"≥ {thr:g}×"
+
+
+def table_targets(runs):
+    lines = ["| target | dtype | thr | measured | needed | met |", "|---|---|---|---|---|---|"]
+    counts = {True: 0, False: 0, None: 0}
+    for target in TARGETS:
+        text, needed = describe(target)
+        for dt in DTYPES:
+            for n in (target[4] or threads_seen(runs)):
+                measured, met = evaluate(runs, target, dt, n)
+                counts[met] += 1
+                mark = {True: "yes", False: "**no**", None: "not measured"}[met]
+                lines.append(f"| {text} | {dt} | {n} | {measured} | {needed} | {mark} |")
+    lines.append("")
+    lines.append(f"met {counts[True]}, missed {counts[False]}, not measured {counts[None]}")
+    return lines
+
+
+def report(paths, stat="median"):
+    runs, machine = load(paths, stat)
+    if not runs:
+        raise SystemExit(f"no crnn benchmarks (extra_info with 'impl') in {', '.join(paths)}")
+    cpu = machine.get("cpu", {}).get("brand_raw", "?")
+    out = [(f"machine: {cpu}; torch {machine.get('torch') or 'absent'}; "
+            f"load average at start {machine.get('loadavg_at_start', '?')}"), "",
+           f"## crnn vs NumPy vs torch ({stat} ms; speed-up = other / crnn)", ""]
+    out += table_layers(runs)
+    out += ["", "## token ids vs dense one-hot input (crnn.Layer both)", ""]
+    out += table_tokens(runs)
+    out += ["", "## GEMM ceiling (SciPy BLAS, fastest round)", ""]
+    out += table_ceiling(runs)
+    out += ["", "## targets", ""]
+    out += table_targets(runs)
+    return "\n".join(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Markdown tables from bench/'s pytest-benchmark JSON.")
+    ap.add_argument("json", nargs="+", help="files written by --benchmark-json")
+    ap.add_argument("--stat", choices=["median", "min"], default="median")
+    args = ap.parse_args(argv)
+    print(report(args.json, args.stat))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

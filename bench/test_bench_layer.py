@@ -1,0 +1,265 @@
+"""Benchmarks of crnn.Layer / Stack against a vectorised NumPy RNN and
+torch.nn.RNN (when torch imports), plus the GEMM ceiling.
+
+Each group holds the contenders of one (config, pass, dtype, threads); the
+times become ratios, GF/s and % of the GEMM ceiling in bench/ratios.py, which
+reads extra_info: config, pass ("fwd" | "fwd+bwd" | "gemm"), dtype, threads,
+impl, flops, shape.
+
+Nominal FLOPs per layer and direction: forward 2*T*B*(D*H + H*H), forward +
+backward 6*T*B*(D*H + H*H). Every contender computes the same thing: hs and
+h_last forward; dx, dh0 and all parameter gradients backward (the torch model
+carries crnn's weights; test_baselines_match_crnn checks the values once).
+"""
+import numpy as np
+import pytest
+import scipy.linalg.blas as sblas
+from harness import limit_threads, measure, need_torch, torch
+from numpy_rnn import NumpyBiStack, NumpyRNN, torch_rnn_from_layer, torch_rnn_from_stack
+
+import crnn
+
+# (T, B, D, H)
+CONFIGS = {
+    "LAT": (1000, 1, 32, 128),
+    "S": (100, 32, 64, 128),
+    "M": (100, 64, 256, 512),
+    "L": (50, 128, 1024, 1024),
+}
+LARGE = {"M", "L"}
+BI2 = (100, 32, 64, 256)                 # Stack of two BiLayer(concat)
+TOK = (100, 32, 100, 128)                # token ids in [0, 100), H = 128
+TOKPROJ = (1, 3200, 100, 128)            # T*B rows as one step: the input projection alone
+GEMM_N = 2048
+
+DTYPES = [np.float32, np.float64]
+THREADS = [1, 2]
+PASSES = ["fwd", "fwd+bwd"]
+IMPLS = ["crnn", "numpy", "torch"]
+
+
+def layer_flops(T, B, D, H, pas):
+    return (2 if pas == "fwd" else 6) * T * B * (D * H + H * H)
+
+
+def data(shape_tbd, H_out, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    T, B, D = shape_tbd
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    dy = rng.standard_normal((T, B, H_out)).astype(dtype)
+    return x, dy
+
+
+def cases(names, impls, large=()):
+    """Parameters ordered so that one group's contenders run back to back."""
+    out = []
+    for name in names:
+        marks = [pytest.mark.large] if name in large else []
+        for dt in DTYPES:
+            for n in THREADS:
+                for pas in PASSES:
+                    for impl in impls:
+                        out.append(pytest.param(name, np.dtype(dt).name, n, pas, impl, marks=marks,
+                                                id=f"{name}-{np.dtype(dt).name}-{n}T-{pas}-{impl}"))
+    return out
+
+
+def group_name(config, pas, dtype, threads):
+    return f"{config} {pas} {dtype} {threads}T"
+
+
+# --------------------------------------------------------------------------
+# the timed calls of each contender
+
+def crnn_fn(module, x, dy, pas, need_dx=True):
+    if pas == "fwd":
+        return lambda: module.forward(x)
+
+    def fwd_bwd():
+        module.forward(x)
+        module.backward(dy, need_dx=need_dx)
+    return fwd_bwd
+
+
+def numpy_fn(model, x, dy, pas):
+    if pas == "fwd":
+        return lambda: model.forward(x)
+
+    def fwd_bwd():
+        model.forward(x)
+        model.backward(dy)
+    return fwd_bwd
+
+
+def torch_fn(rnn, x, dy, pas):
+    """Forward under no_grad (inference); forward + backward with dx, fresh
+    .grad each call (set_to_none), as a training step does."""
+    xt = torch.from_numpy(x)
+    if pas == "fwd":
+        def fwd():
+            with torch.no_grad():
+                rnn(xt)
+        return fwd
+    xt.requires_grad_(True)
+    dyt = torch.from_numpy(dy)
+
+    def fwd_bwd():
+        rnn.zero_grad(set_to_none=True)
+        xt.grad = None
+        out, _ = rnn(xt)
+        out.backward(dyt)
+    return fwd_bwd
+
+
+# --------------------------------------------------------------------------
+# single layers: LAT, S, M, L
+
+@pytest.mark.parametrize("config,dtype,threads,pas,impl", cases(CONFIGS, IMPLS, LARGE))
+def test_layer(benchmark, config, dtype, threads, pas, impl):
+    T, B, D, H = CONFIGS[config]
+    layer = crnn.Layer(D, H, dtype=dtype, seed=0)
+    x, dy = data((T, B, D), H, dtype)
+    if impl == "crnn":
+        fn = crnn_fn(layer, x, dy, pas)
+    elif impl == "numpy":
+        fn = numpy_fn(NumpyRNN.from_layer(layer), x, dy, pas)
+    else:
+        need_torch()
+        fn = torch_fn(torch_rnn_from_layer(layer), x, dy, pas)
+    with limit_threads(threads):
+        measure(benchmark, fn, group=group_name(config, pas, dtype, threads),
+                config=config, impl=impl, dtype=dtype, threads=threads, **{"pass": pas},
+                shape=dict(T=T, B=B, D=D, H=H), flops=layer_flops(T, B, D, H, pas))
+
+
+# --------------------------------------------------------------------------
+# BI2: Stack of two BiLayer(concat) vs nn.RNN(num_layers=2, bidirectional=True)
+
+def bi2_stack(dtype):
+    _, _, D, H = BI2
+    return crnn.Stack([crnn.BiLayer(D, H, dtype=dtype, seed=0),
+                       crnn.BiLayer(2 * H, H, dtype=dtype, seed=1)])
+
+
+@pytest.mark.parametrize("config,dtype,threads,pas,impl", cases(["BI2"], IMPLS))
+def test_bi2(benchmark, config, dtype, threads, pas, impl):
+    T, B, D, H = BI2
+    stack = bi2_stack(dtype)
+    # BiLayer may run its two directions on two cores; at 1 thread it must not,
+    # so that every contender uses one core (at 2 threads: crnn's default)
+    for m in stack:
+        m.parallel = False if threads == 1 else None
+    x, dy = data((T, B, D), 2 * H, dtype)
+    if impl == "crnn":
+        fn = crnn_fn(stack, x, dy, pas)
+    elif impl == "numpy":
+        model = NumpyBiStack.from_stack(stack)
+        fn = (lambda: model.forward(x)) if pas == "fwd" else (
+            lambda: (model.forward(x), model.backward(dy)))
+    else:
+        need_torch()
+        fn = torch_fn(torch_rnn_from_stack(stack), x, dy, pas)
+    flops = 2 * (layer_flops(T, B, D, H, pas) + layer_flops(T, B, 2 * H, H, pas))
+    with limit_threads(threads):
+        measure(benchmark, fn, group=group_name(config, pas, dtype, threads),
+                config=config, impl=impl, dtype=dtype, threads=threads, **{"pass": pas},
+                shape=dict(T=T, B=B, D=D, H=H, layers=2, directions=2), flops=flops,
+                bilayer_parallel=stack[0].parallel)
+
+
+# --------------------------------------------------------------------------
+# token ids vs the dense one-hot input through the same Layer
+#   TOK      the whole layer (T=100, B=32, D=100 ids, H=128)
+#   TOKPROJ  T=1 and B=T*B rows, activation identity, h0=None: no recurrence
+#            GEMM runs, so the time is the input projection (gather vs GEMM)
+#            plus the call's fixed costs. The one-hot array is built before
+#            timing; the one-hot backward skips dx (need_dx=False), as tokens do.
+
+@pytest.mark.parametrize("config,dtype,threads,pas,impl",
+                         cases(["TOK", "TOKPROJ"], ["crnn-tokens", "crnn-onehot"]))
+def test_tokens(benchmark, config, dtype, threads, pas, impl):
+    T, B, D, H = TOK if config == "TOK" else TOKPROJ
+    act = "tanh" if config == "TOK" else "identity"
+    layer = crnn.Layer(D, H, activation=act, dtype=dtype, seed=0)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, D, size=(T, B))
+    dy = rng.standard_normal((T, B, H)).astype(dtype)
+    x = ids if impl == "crnn-tokens" else np.eye(D, dtype=dtype)[ids]
+    fn = crnn_fn(layer, x, dy, pas, need_dx=False)
+    with limit_threads(threads):
+        measure(benchmark, fn, group=group_name(config, pas, dtype, threads),
+                config=config, impl=impl, dtype=dtype, threads=threads, **{"pass": pas},
+                shape=dict(T=T, B=B, D=D, H=H), flops=layer_flops(T, B, D, H, pas))
+
+
+# --------------------------------------------------------------------------
+# the ceiling: ?GEMM on 2048 x 2048 through SciPy's BLAS (the one crnn calls)
+
+@pytest.mark.parametrize("dtype", [np.dtype(d).name for d in DTYPES])
+@pytest.mark.parametrize("threads", THREADS)
+def test_gemm_ceiling(benchmark, dtype, threads):
+    rng = np.random.default_rng(0)
+    a = np.asfortranarray(rng.standard_normal((GEMM_N, GEMM_N)).astype(dtype))
+    b = np.asfortranarray(rng.standard_normal((GEMM_N, GEMM_N)).astype(dtype))
+    c = np.zeros((GEMM_N, GEMM_N), dtype, order="F")
+    gemm = sblas.sgemm if dtype == "float32" else sblas.dgemm
+    fn = lambda: gemm(1.0, a, b, beta=0.0, c=c, overwrite_c=True)
+    with limit_threads(threads):
+        measure(benchmark, fn, group=f"GEMM {GEMM_N} {dtype} {threads}T", config="GEMM",
+                impl="gemm", dtype=dtype, threads=threads, **{"pass": "gemm"},
+                shape=dict(M=GEMM_N, N=GEMM_N, K=GEMM_N), flops=2 * GEMM_N ** 3)
+
+
+# --------------------------------------------------------------------------
+# not timed: the contenders compute the same numbers
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_baselines_match_crnn(dtype):
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    T, B, D, H = 7, 3, 5, 6
+    layer = crnn.Layer(D, H, dtype=dtype, seed=0)
+    x, dy = data((T, B, D), H, dtype, seed=1)
+    y, h = layer.forward(x)
+    dx, dh0 = layer.backward(dy)
+    ref = NumpyRNN.from_layer(layer)
+    y2, h2 = ref.forward(x)
+    dx2, dh02 = ref.backward(dy)
+    for a, b in [(y, y2), (h, h2), (dx, dx2), (dh0, dh02)] + [
+            (layer.grads[k], ref.grads[k]) for k in ref.grads]:
+        assert b.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+    stack = crnn.Stack([crnn.BiLayer(D, H, dtype=dtype, seed=0),
+                        crnn.BiLayer(2 * H, H, dtype=dtype, seed=1)])
+    x, dy = data((T, B, D), 2 * H, dtype, seed=2)
+    ys, _ = stack.forward(x)
+    dxs, _ = stack.backward(dy)
+    bi = NumpyBiStack.from_stack(stack)
+    np.testing.assert_allclose(bi.forward(x), ys, rtol=tol, atol=tol)
+    np.testing.assert_allclose(bi.backward(dy), dxs, rtol=tol, atol=tol)
+
+    if torch is None:
+        return
+    for module, rnn, (x, dy) in [(layer, torch_rnn_from_layer(layer), data((T, B, D), H, dtype, 3)),
+                                 (stack, torch_rnn_from_stack(stack),
+                                  data((T, B, D), 2 * H, dtype, 4))]:
+        module.zero_grad()
+        y, _ = module.forward(x)
+        dx, _ = module.backward(dy)
+        xt = torch.from_numpy(x).requires_grad_(True)
+        out, _ = rnn(xt)
+        out.backward(torch.from_numpy(dy))
+        np.testing.assert_allclose(out.detach().numpy(), y, rtol=tol, atol=tol)
+        np.testing.assert_allclose(xt.grad.numpy(), dx, rtol=tol, atol=tol)
+        tp = dict(rnn.named_parameters())
+        for key, name in torch_names(module).items():
+            np.testing.assert_allclose(tp[name].grad.numpy(), module.grads[key], rtol=tol, atol=tol)
+
+
+def torch_names(module):
+    """crnn parameter key -> the nn.RNN parameter that holds the same weight."""
+    parts = {"W_xh": "weight_ih", "W_hh": "weight_hh", "b_h": "bias_ih"}
+    if isinstance(module, crnn.Layer):
+        return {k: f"{v}_l0" for k, v in parts.items()}
+    return {f"{k}.{sub}.{p}": f"{v}_l{k}{sfx}" for k in range(len(module))
+            for sub, sfx in (("fwd", ""), ("bwd", "_reverse")) for p, v in parts.items()}
