@@ -210,9 +210,11 @@ def elman_forward(x, tokens, h0, lengths, params, *, int threads=0, dtype, int T
 
 
 def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bint want_dx,
-                   *, int threads=0, dtype, int T, int B, int D, int H, int O, str activation,
-                   str output_activation, bint reverse, bint bias):
-    """Run crnn_elman_backward_*: accumulates into `grads`, returns (dx or None, dh0)."""
+                   *, da=None, dz=None, int threads=0, dtype, int T, int B, int D, int H,
+                   int O, str activation, str output_activation, bint reverse, bint bias):
+    """Run crnn_elman_backward_*: accumulates into `grads`, returns (dx or None, dh0).
+
+    da (T,B,H) and dz (T,B,O) are workspaces; None allocates them."""
     cdef crnn_shape s = _shape(T, B, D, H, O, activation, output_activation, reverse, bias)
     dt = np.dtype(dtype)
     if dt != np.float32 and dt != np.float64:
@@ -222,8 +224,10 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
     cdef int F = O if O > 0 else H
     dx = np.empty((T, B, D), dt) if (want_dx and tokens is None) else None
     dh0 = np.empty((B, H), dt)
-    da = np.empty((T, B, H), dt)
-    dz = np.empty((T, B, O), dt) if O > 0 else None
+    if da is None:
+        da = np.empty((T, B, H), dt)
+    if dz is None and O > 0:
+        dz = np.empty((T, B, O), dt)
     cdef void *p_dx = _buf(dx, "dx", (T, B, D), dt, True)
     cdef void *p_dh0 = _buf(dh0, "dh0", (B, H), dt, True)
     cdef void *p_dwxh = _buf(grads["W_xh"], "grads['W_xh']", (H, D), dt, True)
@@ -272,6 +276,44 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
                                          <float*>p_da, <float*>p_dz, &s, &blas)
     _raise(rc)
     return dx, dh0
+
+
+ctypedef fused real:
+    float
+    double
+
+
+cdef bint _rows_finite(const real[:, ::1] a, const int64_t[::1] lengths, Py_ssize_t B) noexcept nogil:
+    """a is (T*B, F); rows t*B + b with t < lengths[b] (every row when lengths
+    is empty) must be finite. v - v is 0 for finite v, NaN for NaN and inf."""
+    cdef Py_ssize_t r, k, n = a.shape[0], F = a.shape[1]
+    cdef real acc
+    for r in range(n):
+        if lengths.shape[0] and r // B >= lengths[r % B]:
+            continue
+        acc = 0
+        for k in range(F):
+            acc = acc + (a[r, k] - a[r, k])
+        if acc != 0:
+            return False
+    return True
+
+
+def all_finite(a, lengths=None):
+    """True when the float32/float64 C-contiguous array `a` holds no NaN or
+    inf; with `lengths` (B,) int64, `a` is (T, B, ...) and only the valid
+    steps t < lengths[b] are read. Reads in place, no temporaries."""
+    if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or a.dtype not in (np.float32, np.float64):
+        raise TypeError("a must be a C-contiguous float32 or float64 array")
+    cdef Py_ssize_t B = a.shape[1] if (lengths is not None and a.ndim >= 2) else 1
+    rows = a.reshape(a.shape[0] * B, -1) if a.size else a.reshape(0, 1)
+    cdef const int64_t[::1] lens = np.empty(0, np.int64) if lengths is None else lengths
+    cdef bint ok
+    if a.dtype == np.float64:
+        ok = _rows_finite[double](rows, lens, B)
+    else:
+        ok = _rows_finite[float](rows, lens, B)
+    return ok
 
 
 def activate(x, str activation):

@@ -541,3 +541,40 @@ def test_thread_control_found_scipys_openblas():
     config = scipy.show_config(mode="dicts")
     if "openblas" in str(config.get("Build Dependencies", {}).get("blas", {})).lower():
         assert _core.thread_control()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_reads_only_valid_steps(dtype):
+    from crnn import _core
+
+    a = np.ones((4, 3, 2), dtype)
+    lens = np.array([4, 2, 0], np.int64)
+    assert _core.all_finite(a) and _core.all_finite(a, lens)
+    for bad in (np.nan, np.inf, -np.inf):
+        a[2, 1, 1] = bad  # a padded step of sequence 1
+        assert not _core.all_finite(a)
+        assert _core.all_finite(a, lens)
+        a[1, 1, 0] = bad  # a valid one
+        assert not _core.all_finite(a, lens)
+        a[...] = 1
+    assert _core.all_finite(np.ones((0, 3), dtype))
+    with pytest.raises(TypeError):
+        _core.all_finite(np.ones((4, 3)).T)
+    with pytest.raises(TypeError):
+        _core.all_finite(np.ones(3, np.int64))
+
+
+def test_backward_workspace_follows_the_shape():
+    layer = crnn.Layer(3, 4, 2, output_activation="tanh", seed=0)
+    for T, B in [(5, 2), (7, 3), (5, 2), (1, 1)]:
+        x, lens, h0, dy, ds = _case(T, B, 3, 4, tokens=False, lengths="mixed", h0=True,
+                                    dstate=True, O=2, seed=T * 10 + B)
+        layer.forward(x, h0, lens)
+        layer.zero_grad()
+        dx, dh0 = layer.backward(dy, ds)
+        g_ref, dx_ref, dh0_ref = reference.gradients(layer.config(), layer.params, x, dy, h0,
+                                                     lens, ds)
+        _close(dx, dx_ref, 1e-12)
+        _close(dh0, dh0_ref, 1e-12)
+        for k in g_ref:
+            _close(layer.grads[k], g_ref[k], 1e-12)
