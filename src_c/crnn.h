@@ -81,7 +81,7 @@ typedef struct {
 } crnn_blas;
 
 #define CRNN_MT_FLOPS 4194304.0         /* 2^22 flops, about 0.1 ms on one core */
-#define CRNN_MT_FLOPS_STEP 134217728.0  /* 2^27 flops, 1.5-3 ms on one core */
+#define CRNN_MT_FLOPS_STEP 33554432.0   /* 2^25 flops, about 0.5 ms on one core */
 
 typedef struct {
     int T, B, D, H, O;       /* O = 0: no output projection, the output is h */
