@@ -578,3 +578,21 @@ def test_backward_workspace_follows_the_shape():
         _close(dh0, dh0_ref, 1e-12)
         for k in g_ref:
             _close(layer.grads[k], g_ref[k], 1e-12)
+
+
+def test_public_thread_controls():
+    if not crnn.thread_control():
+        pytest.skip("crnn cannot steer this BLAS (threadpoolctl or OpenBLAS missing)")
+    saved = crnn.blas_threads()
+    try:
+        assert crnn.blas_threads(1) == 1
+        from threadpoolctl import threadpool_info
+
+        scipy_blas = [i for i in threadpool_info() if "scipy.libs" in i["filepath"]
+                      or "scipy/" in i["filepath"]]
+        assert not scipy_blas or scipy_blas[0]["num_threads"] == 1
+        with pytest.raises(ValueError, match="n must be"):
+            crnn.blas_threads(0)
+    finally:
+        crnn.blas_threads(saved)
+    assert crnn.blas_threads() == saved

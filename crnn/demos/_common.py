@@ -87,21 +87,18 @@ class blas_threads:
         self.n, self.saved = n, None
 
     def __enter__(self):
-        try:
-            from crnn import _core
-        except ImportError:  # pragma: no cover
-            return self
-        ctl = getattr(_core, "blas_threads", None)
-        if self.n and self.n > 0 and ctl is not None and getattr(_core, "thread_control", lambda: False)():
-            self.saved = ctl()
-            ctl(self.n)
+        import crnn
+
+        if self.n and self.n > 0 and crnn.thread_control():
+            self.saved = crnn.blas_threads()
+            crnn.blas_threads(self.n)
         return self
 
     def __exit__(self, *exc):
         if self.saved is not None:
-            from crnn import _core
+            import crnn
 
-            _core.blas_threads(self.saved)
+            crnn.blas_threads(self.saved)
         return False
 
 
