@@ -67,7 +67,7 @@ import numpy as np
 
 import crnn
 from crnn import reference
-from crnn.gradcheck import scaled_error
+from crnn.gradcheck import flatten_state, scaled_error
 from crnn.layers import BiLayer, Layer, Stack
 
 __all__ = ["generate", "check_against", "load_case", "compute", "state_paths", "CASES",
@@ -290,12 +290,6 @@ def state_name(kind, path):
     return f"{kind}/{path}" if path else kind
 
 
-def _flatten(state):
-    if isinstance(state, (tuple, list)):
-        return [a for s in state for a in _flatten(s)]
-    return [state]
-
-
 def _unflatten(module, arrays):
     """A state structure for `module` from its arrays in state_paths order."""
     it = iter(arrays)
@@ -310,7 +304,7 @@ def _unflatten(module, arrays):
 
 
 def _state_arrays(module, kind, state):
-    return {state_name(kind, p): a for p, a in zip(state_paths(module), _flatten(state))}
+    return {state_name(kind, p): a for p, a in zip(state_paths(module), flatten_state(state))}
 
 
 def _out_names(module, tokens, with_grads):

@@ -8,7 +8,7 @@ their mean is exactly (L(θ+h) − L(θ−h)) / 2h.
 import numpy as np
 from scipy.optimize import approx_fprime
 
-__all__ = ["gradcheck", "flatten_state", "scaled_error"]
+__all__ = ["gradcheck", "flatten_state", "random_state_like", "scaled_error"]
 
 
 def scaled_error(got, ref):
@@ -40,6 +40,12 @@ def _like(state, values):
     if isinstance(state, list):
         return [_like(s, values) for s in state]
     return next(values)
+
+
+def random_state_like(state, rng):
+    """A state structure shaped like `state`, standard normal draws from `rng`
+    taken in flatten_state order."""
+    return _like(state, iter([rng.standard_normal(s.shape) for s in flatten_state(state)]))
 
 
 def _complete(value, default):
@@ -98,8 +104,7 @@ def gradcheck(module, x, h0=None, lengths=None, dy=None, dstate=None, *, step=1e
     h0 = _complete(h0, _zero_state(module, B))
     y, state = module.forward(x, h0, lengths)
     dy = rng.standard_normal(y.shape) if dy is None else np.asarray(dy, dtype=np.float64)
-    random_state = _like(state, iter([rng.standard_normal(s.shape) for s in flatten_state(state)]))
-    dstate = _complete(dstate, random_state)
+    dstate = _complete(dstate, random_state_like(state, rng))
     dstate_flat = flatten_state(dstate)
     dy = np.where(mask[..., None], dy, 0.0)  # padded steps carry no loss
 

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from crnn import reference
-from crnn.gradcheck import flatten_state, gradcheck
+from crnn.gradcheck import flatten_state, gradcheck, random_state_like
 from crnn.gradcheck import scaled_error as _scaled
 from crnn.layers import BiLayer, Layer, Stack
 
@@ -63,19 +63,11 @@ def _inputs(module, T, B, tokens, lengths_kind, with_h0, with_dstate, seed=0):
     y, state = module.forward(x, None, lengths)
     h0 = dstate = None
     if with_h0:
-        h0 = _like(state, rng)
+        h0 = random_state_like(state, rng)
     if with_dstate:
-        dstate = _like(state, rng)
+        dstate = random_state_like(state, rng)
     dy = rng.standard_normal(y.shape)
     return x, lengths, h0, dy, dstate
-
-
-def _like(state, rng):
-    if isinstance(state, tuple):
-        return tuple(_like(s, rng) for s in state)
-    if isinstance(state, list):
-        return [_like(s, rng) for s in state]
-    return rng.standard_normal(state.shape)
 
 
 def _reference_error(module, x, lengths, h0, dy, dstate):
