@@ -37,6 +37,18 @@ def pyplot():
     return plt
 
 
+def save_plot(plt, fig, path):
+    """Write `fig` to the PNG `path`, close it, say where; returns the absolute path."""
+    import os
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    path = os.path.abspath(path)
+    print(f"plot saved to {path}")
+    return path
+
+
 def result(payload, out=None):
     """Print the closing machine-readable line: RESULT {json}."""
     out = out or sys.stdout

@@ -30,7 +30,7 @@ import os
 import numpy as np
 
 from crnn import optim
-from crnn.demos._common import Timer, add_common, pyplot, result
+from crnn.demos._common import Timer, add_common, pyplot, result, save_plot
 from crnn.layers import Layer
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
@@ -202,11 +202,7 @@ def run(args):
         ax.axvline(xs[split - lo], color="gray", lw=0.8)
         ax.set_title(f"{name if args.csv else 'yearly sunspot numbers'}: test span forecasts")
         ax.legend(loc="upper left", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        plt.close(fig)
-        plot = os.path.abspath(args.plot)
-        print(f"plot saved to {plot}")
+        plot = save_plot(plt, fig, args.plot)
     print(f"{clock.seconds:.1f} s")
     result({"demo": "forecast", "series": "sunspots" if not args.csv else name,
             "one_step_rmse": res, "multi_step_rmse": mres, "horizon": horizon,

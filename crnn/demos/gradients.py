@@ -25,7 +25,7 @@ r = 1 decay too. --plot out.png draws the curves (log scale; needs matplotlib).
 """
 import numpy as np
 
-from crnn.demos._common import Timer, add_common, pyplot, result
+from crnn.demos._common import Timer, add_common, pyplot, result, save_plot
 from crnn.layers import Layer
 
 
@@ -119,8 +119,6 @@ def run(args):
     print(f"C core's BPTT vs the explicit Jacobian product: max relative difference {worst:.1e}")
     plot = None
     if args.plot:
-        import os
-
         fig, ax = plt.subplots(figsize=(7, 4.5))
         d = np.arange(1, T + 1)
         for r in args.radii:
@@ -131,11 +129,7 @@ def run(args):
         ax.set_title(f"{args.activation} RNN, H={H}: gradient norm vs distance "
                      "(dotted: r^(T-k), the linear case)", fontsize=9)
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        plt.close(fig)
-        plot = os.path.abspath(args.plot)
-        print(f"plot saved to {plot}")
+        plot = save_plot(plt, fig, args.plot)
     print(f"{clock.seconds:.1f} s")
     result({"demo": "gradients", "T": T, "hidden": H, "activation": args.activation,
             "matrix": args.matrix, "radii": list(args.radii),
