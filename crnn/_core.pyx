@@ -157,14 +157,40 @@ cdef crnn_shape _shape(int T, int B, int D, int H, int O, str activation,
     return s
 
 
-def elman_forward(x, tokens, h0, lengths, params, *, int threads=0, dtype, int T, int B, int D, int H, int O,
+def worksize(B, H, dtype):
+    """Length of the `work` array of elman_forward/backward (0: not used)."""
+    if np.dtype(dtype) == np.float64:
+        return crnn_elman_worksize_f64(B, H)
+    return crnn_elman_worksize_f32(B, H)
+
+
+def _workspace(work, bint packed, int B, int H, dt):
+    """The work array of one call: None for packed=False (every product on
+    the BLAS) or where the core has no packed products, else `work` (1-D, at
+    least worksize(B, H) long) or a fresh array."""
+    if not packed:
+        return None
+    n = worksize(B, H, dt)
+    if n == 0:
+        return None
+    if work is None:
+        return np.empty(n, dt)
+    if not isinstance(work, np.ndarray) or work.ndim != 1 or work.shape[0] < n:
+        raise ValueError(f"work must be a 1-D array of at least {n} values")
+    return work
+
+
+def elman_forward(x, tokens, h0, lengths, params, *, work=None, bint packed=True, int threads=0,
+                  dtype, int T, int B, int D, int H, int O,
                   str activation, str output_activation, bint reverse, bint bias):
     """Run crnn_elman_forward_*; returns (hs, y or None, h_last) as new arrays.
 
     x: (T,B,D) dense input or None; tokens: (T,B) int64 or None; h0: (B,H) or
     None; lengths: (B,) int64 or None; params: dict of the layer's arrays;
     dtype: float32 or float64, that of every float array; threads: BLAS
-    threads for large products (0: the count in force).
+    threads for large products (0: the count in force); work: 1-D workspace
+    of worksize(B, H) values (None: allocated); packed=False: no workspace,
+    the time loop's products go to the BLAS (see crnn.h).
     """
     cdef crnn_shape s = _shape(T, B, D, H, O, activation, output_activation, reverse, bias)
     dt = np.dtype(dtype)
@@ -187,6 +213,8 @@ def elman_forward(x, tokens, h0, lengths, params, *, int threads=0, dtype, int T
     cdef void *p_bh = _buf(params["b_h"], "b_h", (H,), dt) if bias else NULL
     cdef void *p_why = _buf(params["W_hy"], "W_hy", (O, H), dt) if O > 0 else NULL
     cdef void *p_by = _buf(params["b_y"], "b_y", (O,), dt) if (O > 0 and bias) else NULL
+    work = _workspace(work, packed, B, H, dt)
+    cdef void *p_work = _buf(work, "work", None if work is None else work.shape, dt, True)
     cdef int rc
     cdef bint f64 = dt == np.float64
     cdef crnn_blas blas = _call_blas(threads)
@@ -197,24 +225,26 @@ def elman_forward(x, tokens, h0, lengths, params, *, int threads=0, dtype, int T
                                         <const double*>p_h0, <const int64_t*>p_len,
                                         <const double*>p_wxh, <const double*>p_whh,
                                         <const double*>p_bh, <const double*>p_why,
-                                        <const double*>p_by, &s, &blas)
+                                        <const double*>p_by, <double*>p_work, &s, &blas)
         else:
             rc = crnn_elman_forward_f32(<float*>p_hs, <float*>p_y, <float*>p_hl,
                                         <const float*>p_x, <const int64_t*>p_tok,
                                         <const float*>p_h0, <const int64_t*>p_len,
                                         <const float*>p_wxh, <const float*>p_whh,
                                         <const float*>p_bh, <const float*>p_why,
-                                        <const float*>p_by, &s, &blas)
+                                        <const float*>p_by, <float*>p_work, &s, &blas)
     _raise(rc)
     return hs, y, h_last
 
 
 def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bint want_dx,
-                   *, da=None, dz=None, int threads=0, dtype, int T, int B, int D, int H,
+                   *, da=None, dz=None, work=None, bint packed=True, int threads=0, dtype,
+                   int T, int B, int D, int H,
                    int O, str activation, str output_activation, bint reverse, bint bias):
     """Run crnn_elman_backward_*: accumulates into `grads`, returns (dx or None, dh0).
 
-    da (T,B,H) and dz (T,B,O) are workspaces; None allocates them."""
+    da (T,B,H), dz (T,B,O) and work (as for elman_forward) are workspaces;
+    None allocates them."""
     cdef crnn_shape s = _shape(T, B, D, H, O, activation, output_activation, reverse, bias)
     dt = np.dtype(dtype)
     if dt != np.float32 and dt != np.float64:
@@ -250,6 +280,8 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
     cdef void *p_dz = _buf(dz, "dz", (T, B, O), dt, True)
     if O > 0 and y is None:
         raise ValueError("y is required when O > 0")
+    work = _workspace(work, packed, B, H, dt)
+    cdef void *p_work = _buf(work, "work", None if work is None else work.shape, dt, True)
     cdef int rc
     cdef bint f64 = dt == np.float64
     cdef crnn_blas blas = _call_blas(threads)
@@ -263,7 +295,7 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
                                          <const int64_t*>p_tok, <const double*>p_h0,
                                          <const int64_t*>p_len, <const double*>p_wxh,
                                          <const double*>p_whh, <const double*>p_why,
-                                         <double*>p_da, <double*>p_dz, &s, &blas)
+                                         <double*>p_da, <double*>p_dz, <double*>p_work, &s, &blas)
         else:
             rc = crnn_elman_backward_f32(<float*>p_dx, <float*>p_dh0, <float*>p_dwxh,
                                          <float*>p_dwhh, <float*>p_dbh, <float*>p_dwhy,
@@ -273,30 +305,9 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
                                          <const int64_t*>p_tok, <const float*>p_h0,
                                          <const int64_t*>p_len, <const float*>p_wxh,
                                          <const float*>p_whh, <const float*>p_why,
-                                         <float*>p_da, <float*>p_dz, &s, &blas)
+                                         <float*>p_da, <float*>p_dz, <float*>p_work, &s, &blas)
     _raise(rc)
     return dx, dh0
-
-
-ctypedef fused real:
-    float
-    double
-
-
-cdef bint _rows_finite(const real[:, ::1] a, const int64_t[::1] lengths, Py_ssize_t B) noexcept nogil:
-    """a is (T*B, F); rows t*B + b with t < lengths[b] (every row when lengths
-    is empty) must be finite. v - v is 0 for finite v, NaN for NaN and inf."""
-    cdef Py_ssize_t r, k, n = a.shape[0], F = a.shape[1]
-    cdef real acc
-    for r in range(n):
-        if lengths.shape[0] and r // B >= lengths[r % B]:
-            continue
-        acc = 0
-        for k in range(F):
-            acc = acc + (a[r, k] - a[r, k])
-        if acc != 0:
-            return False
-    return True
 
 
 def all_finite(a, lengths=None):
@@ -305,15 +316,24 @@ def all_finite(a, lengths=None):
     steps t < lengths[b] are read. Reads in place, no temporaries."""
     if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or a.dtype not in (np.float32, np.float64):
         raise TypeError("a must be a C-contiguous float32 or float64 array")
-    cdef Py_ssize_t B = a.shape[1] if (lengths is not None and a.ndim >= 2) else 1
-    rows = a.reshape(a.shape[0] * B, -1) if a.size else a.reshape(0, 1)
     cdef const int64_t[::1] lens = np.empty(0, np.int64) if lengths is None else lengths
-    cdef bint ok
-    if a.dtype == np.float64:
-        ok = _rows_finite[double](rows, lens, B)
-    else:
-        ok = _rows_finite[float](rows, lens, B)
-    return ok
+    cdef int64_t n = a.size
+    cdef int64_t T = a.shape[0] if a.ndim >= 1 else 1
+    cdef int B = a.shape[1] if (lens.shape[0] and a.ndim >= 2) else 1
+    cdef int64_t rows = T * B
+    cdef int64_t F = n // rows if rows else 0
+    if n and 0 < lens.shape[0] < B:
+        raise ValueError(f"lengths must have at least B = {B} entries, got {lens.shape[0]}")
+    cdef const int64_t *p_len = &lens[0] if lens.shape[0] else NULL
+    cdef const void *p = cnp.PyArray_DATA(<cnp.ndarray>a)
+    cdef bint f64 = a.dtype == np.float64
+    cdef int ok
+    with nogil:
+        if f64:
+            ok = crnn_all_finite_f64(<const double*>p, rows, F, p_len, B)
+        else:
+            ok = crnn_all_finite_f32(<const float*>p, rows, F, p_len, B)
+    return ok != 0
 
 
 def activate(x, str activation):

@@ -218,6 +218,7 @@ class Layer(Module):
         x, tokens, T, B, lengths = _sequence_input(x, self.input_size, self.dtype, lengths)
         h0 = _state(h0, "h0", B, self.hidden_size, self.dtype)
         hs, y, h_last = _core.elman_forward(x, tokens, h0, lengths, self.params,
+                                            work=self._workspace(T, B)["work"],
                                             threads=_threads, **self._sizes(T, B))
         hs.flags.writeable = False
         if y is not None:
@@ -248,11 +249,14 @@ class Layer(Module):
                                     **self._workspace(T, B), **self._sizes(T, B))
 
     def _workspace(self, T, B):
-        """The backward pass's scratch arrays, kept from one call to the next:
+        """The core's scratch arrays, kept from one call to the next:
         allocating them afresh costs a page fault per 4 KiB, a quarter of the
-        time at small sizes."""
-        O = self.output_size or 0
-        shapes = {"da": (T, B, self.hidden_size), "dz": (T, B, O) if O else None}
+        time at small sizes. da, dz: backward's; work: the packed W_hh of
+        both passes (see crnn.h)."""
+        O, H = self.output_size or 0, self.hidden_size
+        n_work = _core.worksize(B, H, self.dtype)
+        shapes = {"da": (T, B, H), "dz": (T, B, O) if O else None,
+                  "work": (n_work,) if n_work else None}
         if self._work is None or any(
                 (a is None and shape is not None) or (a is not None and a.shape != shape)
                 for a, shape in zip(self._work.values(), shapes.values())):

@@ -94,6 +94,11 @@ typedef struct {
 /* What a status code means, as a static string. */
 const char *crnn_strerror(int code);
 
+/* REALs of the optional `work` buffer of forward and backward; 0 where the
+ * packed products are not compiled in (then pass NULL). */
+int64_t crnn_elman_worksize_f32(int B, int H);
+int64_t crnn_elman_worksize_f64(int B, int H);
+
 /* Forward over a whole batch of sequences.
  *   hs      (T,B,H) out  h_t; 0 at padded steps. Kept by the caller for backward.
  *   y       (T,B,O) out  y_t; 0 at padded steps. Only when O > 0, else NULL.
@@ -108,18 +113,22 @@ const char *crnn_strerror(int code);
  *   h0      (B,H)   in   initial state; NULL means zeros
  *   lengths (B)     in   valid steps per sequence in [0,T]; NULL means all T
  *   W_xh (H,D), W_hh (H,H), b_h (H), W_hy (O,H), b_y (O)   parameters
+ *   work    (crnn_elman_worksize(B, H)) work, or NULL. With it, on x86-64
+ *           CPUs with AVX2 and FMA, the time loop's products run on a copy
+ *           of W_hh packed once per call (see pgemm_impl.h) instead of the
+ *           BLAS, when B > 1 and the BLAS would use one thread for them.
  */
 int crnn_elman_forward_f32(float *hs, float *y, float *h_last,
                            const float *x, const int64_t *tokens, const float *h0,
                            const int64_t *lengths,
                            const float *W_xh, const float *W_hh, const float *b_h,
-                           const float *W_hy, const float *b_y,
+                           const float *W_hy, const float *b_y, float *work,
                            const crnn_shape *s, const crnn_blas *blas);
 int crnn_elman_forward_f64(double *hs, double *y, double *h_last,
                            const double *x, const int64_t *tokens, const double *h0,
                            const int64_t *lengths,
                            const double *W_xh, const double *W_hh, const double *b_h,
-                           const double *W_hy, const double *b_y,
+                           const double *W_hy, const double *b_y, double *work,
                            const crnn_shape *s, const crnn_blas *blas);
 
 /* Backpropagation through time over the whole batch, after a forward with the
@@ -134,6 +143,7 @@ int crnn_elman_forward_f64(double *hs, double *y, double *h_last,
  *   x, tokens, h0, lengths, W_xh, W_hh, W_hy   in   as given to the forward
  *   da      (T,B,H) work dL/da_t, the pre-activation gradient
  *   dz      (T,B,O) work dL/dz_t, the output pre-activation gradient (O > 0)
+ *   work    (crnn_elman_worksize(B, H)) work, or NULL: as for the forward
  */
 int crnn_elman_backward_f32(float *dx, float *dh0,
                             float *dW_xh, float *dW_hh, float *db_h,
@@ -143,7 +153,7 @@ int crnn_elman_backward_f32(float *dx, float *dh0,
                             const float *x, const int64_t *tokens, const float *h0,
                             const int64_t *lengths,
                             const float *W_xh, const float *W_hh, const float *W_hy,
-                            float *da, float *dz,
+                            float *da, float *dz, float *work,
                             const crnn_shape *s, const crnn_blas *blas);
 int crnn_elman_backward_f64(double *dx, double *dh0,
                             double *dW_xh, double *dW_hh, double *db_h,
@@ -153,7 +163,7 @@ int crnn_elman_backward_f64(double *dx, double *dh0,
                             const double *x, const int64_t *tokens, const double *h0,
                             const int64_t *lengths,
                             const double *W_xh, const double *W_hh, const double *W_hy,
-                            double *da, double *dz,
+                            double *da, double *dz, double *work,
                             const crnn_shape *s, const crnn_blas *blas);
 
 /* Elementwise activations, exposed so that their accuracy can be tested:
@@ -161,6 +171,16 @@ int crnn_elman_backward_f64(double *dx, double *dh0,
  * elementwise (CRNN_EACT). in and out may be the same buffer. */
 int crnn_activate_f32(float *out, const float *in, int64_t n, int act);
 int crnn_activate_f64(double *out, const double *in, int64_t n, int act);
+
+/* Whether an array is finite where the core reads it: returns 1 when every
+ * value of the rows to check is finite (no NaN, no inf), else 0 (not a status
+ * code). rows < 1 or F < 1: nothing to check, 1.
+ *   a       (rows,F) in  row t*B + b is step t of sequence b (rows = T*B)
+ *   lengths (B)      in  valid steps per sequence: only the rows with
+ *                        t < lengths[b] are checked; NULL (or B < 1): every row
+ */
+int crnn_all_finite_f32(const float *a, int64_t rows, int64_t F, const int64_t *lengths, int B);
+int crnn_all_finite_f64(const double *a, int64_t rows, int64_t F, const int64_t *lengths, int B);
 
 #ifdef __cplusplus
 }

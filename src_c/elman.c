@@ -1,4 +1,4 @@
-/* elman.c -- instantiates elman_impl.h for float and double. */
+/* elman.c -- instantiates elman_impl.h and finite_impl.h for float and double. */
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
@@ -39,15 +39,41 @@ static void restore_threads(gemm_ctx *g)
         g->blas->set_threads(g->blas->threads > 0 ? g->blas->threads : 1);
 }
 
+/* The time loop's products on a packed W_hh (pgemm_impl.h): x86-64 with AVX2
+ * and FMA, checked at run time; elsewhere every product goes to the BLAS. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define CRNN_PGEMM 1
+static int cpu_has_pgemm(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+#define CRNN_PGEMM 0
+static int cpu_has_pgemm(void) { return 0; }
+#endif
+
 #define REAL float
 #define SFX f32
+#define V __m256
+#define VL 8
+#define VZERO _mm256_setzero_ps
+#define VLOAD _mm256_loadu_ps
+#define VSTORE _mm256_storeu_ps
+#define VADD _mm256_add_ps
+#define VFMA _mm256_fmadd_ps
+#define VBCAST _mm256_broadcast_ss
 #define GEMM_PTR sgemm
 #define GEMV_PTR sgemv
 #define REAL_TINY FLT_MIN
 #define TANH_ crnn_tanh_f32
 #define SIGMOID_ crnn_sigmoid_f32
 #define EXP_ expf
+#define UREAL uint32_t
+#define ABS_MASK UINT32_C(0x7fffffff)
+#define EXP_ONE UINT32_C(0x00800000)
 #include "elman_impl.h"
+#include "finite_impl.h"
 #undef REAL
 #undef SFX
 #undef GEMM_PTR
@@ -59,13 +85,25 @@ static void restore_threads(gemm_ctx *g)
 
 #define REAL double
 #define SFX f64
+#define V __m256d
+#define VL 4
+#define VZERO _mm256_setzero_pd
+#define VLOAD _mm256_loadu_pd
+#define VSTORE _mm256_storeu_pd
+#define VADD _mm256_add_pd
+#define VFMA _mm256_fmadd_pd
+#define VBCAST _mm256_broadcast_sd
 #define GEMM_PTR dgemm
 #define GEMV_PTR dgemv
 #define REAL_TINY DBL_MIN
 #define TANH_ crnn_tanh_f64
 #define SIGMOID_ crnn_sigmoid_f64
 #define EXP_ exp
+#define UREAL uint64_t
+#define ABS_MASK UINT64_C(0x7fffffffffffffff)
+#define EXP_ONE UINT64_C(0x0010000000000000)
 #include "elman_impl.h"
+#include "finite_impl.h"
 #undef REAL
 #undef SFX
 #undef GEMM_PTR

@@ -1,12 +1,27 @@
 /* elman_impl.h -- one body for float and double, included twice by elman.c
  * with REAL (float|double), SFX (f32|f64), GEMM_PTR and GEMV_PTR (the crnn_blas members),
- * REAL_TINY (smallest normal) and the math functions TANH_, SIGMOID_ and EXP_
+ * REAL_TINY (smallest normal), the math functions TANH_, SIGMOID_ and EXP_,
+ * and pgemm_impl.h's vector macros (V, VL, VZERO, ...; undefined at the end)
  * defined.
  * Size letters and conventions: see crnn.h. */
 
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
+
+#if CRNN_PGEMM
+#include "pgemm_impl.h"
+#endif
+
+int64_t FN(crnn_elman_worksize)(int B, int H)
+{
+#if CRNN_PGEMM
+    return B < 1 || H < 1 ? 0 : FN(pg_worksize)(B, H, H);
+#else
+    (void)B, (void)H;
+    return 0;
+#endif
+}
 
 /* Row-major C (M,N) = alpha op(A) op(B) + beta C through a column-major gemm:
  * a row-major matrix is its column-major transpose, so C^T = op(B)^T op(A)^T
@@ -46,6 +61,43 @@ static void FN(rm_gemm)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int 
     }
     bl->GEMM_PTR(&tb, &ta, &N, &M, &K, &alpha, (REAL *)B, &ldb, (REAL *)A, &lda,
                  &beta, C, &ldc);
+}
+
+/* Whether the time loop's products (B,H)x(H,H) run on a W_hh packed into
+ * work (pgemm_impl.h): the caller gave work, the CPU has AVX2 and FMA, B > 1
+ * (a single row goes to gemv), and the BLAS would run them on one thread. */
+static int FN(use_pgemm)(const gemm_ctx *gc, const REAL *work, int B, int H)
+{
+    const crnn_blas *bl = gc->blas;
+    int mt = bl->threads > 1 && 2.0 * B * H * H >= bl->mt_flops_step;
+    return CRNN_PGEMM && work && B > 1 && !mt && cpu_has_pgemm();
+}
+
+/* The step's product C (B,H) += A (B,H) W_hh^T (forward) or A W_hh
+ * (backward, transposed = 0): on the packed W_hh in work when pg is set,
+ * else through the BLAS. */
+static void FN(step_gemm)(gemm_ctx *gc, int pg, REAL *work, int transposed, int B, int H,
+                          const REAL *A, const REAL *W_hh, REAL *C)
+{
+#if CRNN_PGEMM
+    if (pg) {
+        FN(pg_gemm)(B, H, H, A, H, C, H, work);
+        return;
+    }
+#else
+    (void)pg, (void)work;
+#endif
+    FN(rm_gemm)(gc, 1, 'N', transposed ? 'T' : 'N', B, H, H, 1, A, H, W_hh, H, 1, C, H);
+}
+
+/* Pack W_hh (transposed for the forward) into work when pg is set. */
+static void FN(step_pack)(int pg, REAL *work, const REAL *W_hh, int H, int transposed)
+{
+#if CRNN_PGEMM
+    if (pg) FN(pg_pack_b)(work, W_hh, H, H, transposed);
+#else
+    (void)pg, (void)work, (void)W_hh, (void)H, (void)transposed;
+#endif
 }
 
 /* out = act(in), elementwise, n values. */
@@ -151,7 +203,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
                            const REAL *x, const int64_t *tokens, const REAL *h0,
                            const int64_t *lengths,
                            const REAL *W_xh, const REAL *W_hh, const REAL *b_h,
-                           const REAL *W_hy, const REAL *b_y,
+                           const REAL *W_hy, const REAL *b_y, REAL *work,
                            const crnn_shape *s, const crnn_blas *blas)
 {
     int rc = FN(check)(s, blas, tokens, lengths);
@@ -194,11 +246,13 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     }
 
     /* The recurrence: a_t += h_prev W_hh^T (one GEMM per step), h_t = f(a_t). */
+    const int pg = FN(use_pgemm)(&gc, work, B, H);
+    FN(step_pack)(pg, work, W_hh, H, 1);
     for (int step = 0; step < T; ++step) {
         const int t = s->reverse ? T - 1 - step : step;
         REAL *a = hs + (size_t)t * BH;
         const REAL *prev = step == 0 ? h0 : hs + (size_t)(s->reverse ? t + 1 : t - 1) * BH;
-        if (prev) FN(rm_gemm)(&gc, 1, 'N', 'T', B, H, H, 1, prev, H, W_hh, H, 1, a, H);
+        if (prev) FN(step_gemm)(&gc, pg, work, 1, B, H, prev, W_hh, a);
         FN(act_forward)(a, a, BH, s->activation);
         if (lengths)
             for (int b = 0; b < B; ++b)
@@ -244,7 +298,7 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
                             const REAL *x, const int64_t *tokens, const REAL *h0,
                             const int64_t *lengths,
                             const REAL *W_xh, const REAL *W_hh, const REAL *W_hy,
-                            REAL *da, REAL *dz,
+                            REAL *da, REAL *dz, REAL *work,
                             const crnn_shape *s, const crnn_blas *blas)
 {
     int rc = FN(check)(s, blas, tokens, lengths);
@@ -303,6 +357,8 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
     /* BPTT, the forward's steps in reverse order. On entry to a step, da[t]
      * holds the whole dL/dh_t (its successor has added dL/dh_t W_hh already);
      * it leaves as dL/da_t = dL/dh_t * f'(a_t). */
+    const int pg = FN(use_pgemm)(&gc, work, B, H);
+    FN(step_pack)(pg, work, W_hh, H, 0);
     for (int step = T - 1; step >= 0; --step) {
         const int t = s->reverse ? T - 1 - step : step;
         REAL *g = da + (size_t)t * BH;
@@ -318,7 +374,7 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
         FN(act_backward)(g, hs + (size_t)t * BH, BH, s->activation);
         /* dL/dh_prev += da_t W_hh, into the predecessor step or into dh0 */
         REAL *gprev = step == 0 ? dh0 : da + (size_t)(s->reverse ? t + 1 : t - 1) * BH;
-        FN(rm_gemm)(&gc, 1, 'N', 'N', B, H, H, 1, g, H, W_hh, H, 1, gprev, H);
+        FN(step_gemm)(&gc, pg, work, 0, B, H, g, W_hh, gprev);
     }
 
     /* Whole-sequence parameter gradients from da (0 at padded steps). */
@@ -378,3 +434,12 @@ int FN(crnn_activate)(REAL *out, const REAL *in, int64_t n, int act)
 #undef FN
 #undef CAT
 #undef CAT_
+/* the vector macros elman.c defined for pgemm_impl.h */
+#undef V
+#undef VL
+#undef VZERO
+#undef VLOAD
+#undef VSTORE
+#undef VADD
+#undef VFMA
+#undef VBCAST

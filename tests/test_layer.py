@@ -2,6 +2,7 @@
 finite differences (crnn.gradcheck), float32 against float64, input layouts,
 and every error path."""
 import itertools
+import platform
 
 import numpy as np
 import pytest
@@ -518,7 +519,10 @@ def test_blas_thread_policy_does_not_change_results():
     x, lens, h0, dy, ds = _case(30, 24, 40, 48, tokens=False, lengths="mixed", h0=True,
                                 dstate=True, O=8, seed=2)
     base = _run(layer, x, h0, lens, dy, ds)
-    old = _core.mt_flops(0, 0)  # every product may use every thread
+    # every whole-sequence product may use every thread; the time loop's stay
+    # on one (on the packed W_hh where the CPU allows: a different summation
+    # order than the BLAS's, see test_packed_time_loop_*)
+    old = _core.mt_flops(0)
     try:
         with threadpool_limits(2):
             got = _run(layer, x, h0, lens, dy, ds)
@@ -562,6 +566,162 @@ def test_all_finite_reads_only_valid_steps(dtype):
         _core.all_finite(np.ones((4, 3)).T)
     with pytest.raises(TypeError):
         _core.all_finite(np.ones(3, np.int64))
+
+
+# Sizes around the C core's block of 1024 values and its vector widths.
+FINITE_SIZES = [1, 7, 8, 15, 255, 256, 257, 1023, 1024, 1025, 2049, 4103]
+
+
+def _nonfinite_patterns(dtype):
+    """NaN, +inf, -inf and a few other NaN bit patterns (signalling, negative,
+    all mantissa bits set) of dtype."""
+    u = np.uint32 if dtype == np.float32 else np.uint64
+    bits = 32 if dtype == np.float32 else 64
+    m = np.finfo(dtype).nmant
+    exp = ((1 << (bits - 1 - m)) - 1) << m
+    sign = 1 << (bits - 1)
+    others = np.array([exp | 1, exp | (1 << (m - 1)) | sign, exp | ((1 << m) - 1)], u)
+    return [dtype(np.nan), dtype(np.inf), dtype(-np.inf), *others.view(dtype)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", FINITE_SIZES)
+def test_all_finite_finds_a_nonfinite_value_anywhere(dtype, n):
+    from crnn import _core
+
+    a = np.linspace(-3, 3, n).astype(dtype)
+    assert _core.all_finite(a)
+    for bad in _nonfinite_patterns(dtype):
+        for i in sorted({0, n // 2, n - 1}):
+            a[i] = bad
+            assert not np.isfinite(a).all()
+            assert not _core.all_finite(a), (n, i, bad)
+            assert not _core.all_finite(a.reshape(1, n, 1), np.ones(n, np.int64))
+            a[i] = 1
+    assert _core.all_finite(a)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", FINITE_SIZES)
+def test_all_finite_accepts_every_finite_value(dtype, n):
+    from crnn import _core
+
+    fi = np.finfo(dtype)
+    edge = np.array([0.0, -0.0, fi.smallest_subnormal, -fi.smallest_subnormal,
+                     fi.tiny, -fi.tiny, fi.tiny - fi.smallest_subnormal,
+                     fi.max, -fi.max, np.nextafter(fi.max, 0, dtype=dtype), 1, -1], dtype)
+    a = np.resize(edge, n)
+    assert np.isfinite(a).all() and _core.all_finite(a)
+    a[-1] = fi.max  # the largest finite value in the tail after the last block
+    assert _core.all_finite(a)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_with_lengths_matches_isfinite_on_the_valid_steps(dtype):
+    from crnn import _core
+
+    rng = np.random.default_rng(7)
+    for T, B, F in [(1, 1, 1), (3, 1, 257), (5, 3, 1), (4, 7, 3), (9, 4, 128),
+                    (6, 5, 1025), (2, 2, 0)]:
+        for _ in range(8):
+            lens = rng.integers(0, T + 1, size=B).astype(np.int64)
+            a = rng.standard_normal((T, B, F)).astype(dtype)
+            bad = rng.random(a.shape) < rng.choice([0, 1e-3, 0.05])
+            a[bad] = rng.choice([np.nan, np.inf, -np.inf], size=int(bad.sum()))
+            valid = np.arange(T)[:, None] < lens[None, :]
+            assert _core.all_finite(a, lens) == np.isfinite(a[valid]).all()
+            assert _core.all_finite(a) == np.isfinite(a).all()
+        a = np.full((T, B, F), np.nan, dtype)
+        assert _core.all_finite(a, np.zeros(B, np.int64))
+        lens = np.full(B, T, np.int64)
+        if a.size:
+            assert not _core.all_finite(a, lens)
+            # a NaN only in the last valid step of the last sequence, or only
+            # in a padded step just after it
+            a[...] = 1
+            a[T - 1, B - 1, F - 1] = np.nan
+            assert not _core.all_finite(a, lens)
+            lens[B - 1] = T - 1
+            assert _core.all_finite(a, lens)
+
+
+def test_all_finite_odd_shapes_and_lengths():
+    from crnn import _core
+
+    assert _core.all_finite(np.array(1.0)) and not _core.all_finite(np.array(np.nan))
+    assert _core.all_finite(np.ones((0, 3, 2)), np.empty(0, np.int64))
+    assert not _core.all_finite(np.full((2, 3), np.nan), np.empty(0, np.int64))  # as None
+    a = np.full((4, 3, 2), np.nan)
+    assert _core.all_finite(a, np.array([-1, 0, -5], np.int64))
+    assert not _core.all_finite(a, np.array([9, 0, 0], np.int64))  # > T: every step
+    with pytest.raises(ValueError, match="at least B = 3"):
+        _core.all_finite(a, np.array([1, 1], np.int64))
+    with pytest.raises(ValueError):
+        _core.all_finite(a, np.array([1, 1, 1], np.int32))
+
+
+# Shapes for the time loop's packed products (crnn.h, pgemm_impl.h): full
+# and partial 6-row slivers and column panels, H beyond one 256-wide block.
+PACKED_SHAPES = [(3, 2, 3, 16), (3, 7, 3, 17), (2, 11, 2, 33), (2, 10, 4, 48), (2, 9, 1, 260)]
+
+
+@pytest.mark.parametrize("shape", PACKED_SHAPES)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_packed_time_loop_matches_reference(shape, reverse):
+    T, B, D, H = shape
+    layer = crnn.Layer(D, H, activation="tanh", reverse=reverse, seed=H)
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths="mixed", h0=True,
+                                dstate=True, O=None, seed=B)
+    _compare_with_reference(layer, x, lens, h0, dy, ds, 1e-12)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_packed_time_loop_matches_the_blas_one(dtype, tol):
+    """work given (packed W_hh where the CPU has AVX2+FMA) against packed=False
+    (every product on the BLAS): only the summation order may differ."""
+    from crnn import _core
+
+    T, B, D, H = 4, 11, 5, 40
+    layer = crnn.Layer(D, H, activation="tanh", dtype=dtype, seed=7)
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths="mixed", h0=True,
+                                dstate=True, O=None, seed=8)
+    x = np.nan_to_num(x).astype(dtype)
+    dy, h0, ds = (np.nan_to_num(a).astype(dtype) for a in (dy, h0, ds))
+    sizes = layer._sizes(T, B)
+    runs = []
+    for packed in (True, False):
+        grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
+        hs, _, h_last = _core.elman_forward(x, None, h0, lens, layer.params, packed=packed,
+                                            **sizes)
+        dx, dh0 = _core.elman_backward(dy, ds, hs, None, x, None, h0, lens, layer.params,
+                                       grads, True, packed=packed, **sizes)
+        runs.append([hs, h_last, dx, dh0, *grads.values()])
+    for a, b in zip(*runs):
+        _close(a, b, tol)
+
+
+def test_bad_work_buffer_is_refused():
+    from crnn import _core
+
+    layer = _layer()
+    T, B = 2, 3
+    sizes = layer._sizes(T, B)
+    x = np.ones((T, B, 3))
+    n = _core.worksize(B, layer.hidden_size, np.float64)
+    if n == 0:  # built without the packed products (only x86-64 GCC/clang has them)
+        assert platform.machine().lower() not in ("x86_64", "amd64")
+        return
+    with pytest.raises(ValueError, match=f"work must be a 1-D array of at least {n}"):
+        _core.elman_forward(x, None, None, None, layer.params, work=np.empty(n - 1), **sizes)
+    with pytest.raises(ValueError, match="work must be a 1-D"):
+        _core.elman_forward(x, None, None, None, layer.params, work=np.empty((n, 1)), **sizes)
+    with pytest.raises(TypeError, match="work must have dtype float64"):
+        _core.elman_forward(x, None, None, None, layer.params,
+                            work=np.empty(n, np.float32), **sizes)
+    with pytest.raises(ValueError, match="work must be writeable"):
+        ro = np.empty(n)
+        ro.flags.writeable = False
+        _core.elman_forward(x, None, None, None, layer.params, work=ro, **sizes)
 
 
 def test_backward_workspace_follows_the_shape():

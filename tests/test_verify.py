@@ -1,5 +1,6 @@
 """`crnn verify`: the table, the exit status, and that a wrong result fails it."""
 
+import crnn
 from crnn import reference
 from crnn.cli import main
 
@@ -35,4 +36,15 @@ def test_cli_without_command_prints_help(capsys):
     assert main([]) == 2
     assert "verify" in capsys.readouterr().out
     assert main(["--version"]) == 0
-    assert "crnn 0.1.0" in capsys.readouterr().out
+    assert f"crnn {crnn.__version__}" in capsys.readouterr().out
+
+
+def test_version_is_the_packages():
+    """crnn.__version__ is the version pyproject.toml declares (the golden
+    files name it; it changes when the core's arithmetic does)."""
+    import tomllib
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    with open(pyproject, "rb") as f:
+        assert tomllib.load(f)["project"]["version"] == crnn.__version__

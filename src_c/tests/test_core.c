@@ -45,6 +45,29 @@ static const crnn_blas GEMM_ONLY = {crnn_ref_sgemm, crnn_ref_dgemm, NULL, NULL, 
                                     CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP};
 /* the table the grid runs with: both, in turn */
 static const crnn_blas *GRID_BLAS = &REF_BLAS;
+/* whether the grid passes the `work` buffer (the packed time-loop products) */
+static int GRID_WORK = 0;
+
+/* The grid's work buffer for shape s (NULL when GRID_WORK is off): one
+ * buffer, grown as needed; it is free between kernel calls. */
+static void *grid_work(const crnn_shape *s, int f32)
+{
+    static void *buf;
+    static size_t cap;
+    if (!GRID_WORK) return NULL;
+    size_t n = f32 ? (size_t)crnn_elman_worksize_f32(s->B, s->H) * sizeof(float)
+                   : (size_t)crnn_elman_worksize_f64(s->B, s->H) * sizeof(double);
+    if (n > cap) {
+        free(buf);
+        buf = malloc(n);
+        cap = n;
+        if (!buf) {
+            fprintf(stderr, "out of memory\n");
+            exit(2);
+        }
+    }
+    return buf;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Check bookkeeping                                                         */
@@ -446,7 +469,8 @@ static int fwd64(const prob *p, double *hs, double *y, double *hl, const int64_t
     return crnn_elman_forward_f64(hs, s->O ? y : NULL, hl, p->tok ? NULL : p->x,
                                   p->tok ? p->tokens : NULL, p->has_h0 ? p->h0 : NULL, lengths,
                                   p->Wxh, p->Whh, s->bias ? p->bh : NULL, s->O ? p->Why : NULL,
-                                  s->bias && s->O ? p->by : NULL, s, GRID_BLAS);
+                                  s->bias && s->O ? p->by : NULL, grid_work(s, 0), s,
+                                  GRID_BLAS);
 }
 
 static int bwd64(const prob *p, grads *g, int with_dx, const double *dy, const double *dstate,
@@ -459,7 +483,7 @@ static int bwd64(const prob *p, grads *g, int with_dx, const double *dy, const d
         with_dx && !p->tok ? g->dx : NULL, g->dh0, g->dWxh, g->dWhh, s->bias ? g->dbh : NULL,
         O ? g->dWhy : NULL, s->bias && O ? g->dby : NULL, dy, dstate, hs, O ? y : NULL,
         p->tok ? NULL : p->x, p->tok ? p->tokens : NULL, p->has_h0 ? p->h0 : NULL, lengths,
-        p->Wxh, p->Whh, O ? p->Why : NULL, da, O ? dz : NULL, s, GRID_BLAS);
+        p->Wxh, p->Whh, O ? p->Why : NULL, da, O ? dz : NULL, grid_work(s, 0), s, GRID_BLAS);
 }
 
 /* Compare two gradient sets exactly, on the buffers the call wrote. */
@@ -513,14 +537,14 @@ static int run_f32(const prob *p, double *fhs, double *fy, double *fhl, grads *f
     int rc = crnn_elman_forward_f32(hs, O ? y : NULL, hl, p->tok ? NULL : F(p->x),
                                     p->tok ? p->tokens : NULL, p->has_h0 ? F(p->h0) : NULL,
                                     p->lengths, F(p->Wxh), F(p->Whh), s->bias ? F(p->bh) : NULL,
-                                    O ? F(p->Why) : NULL, s->bias && O ? F(p->by) : NULL, s,
-                                    GRID_BLAS);
+                                    O ? F(p->Why) : NULL, s->bias && O ? F(p->by) : NULL,
+                                    grid_work(s, 1), s, GRID_BLAS);
     rc |= crnn_elman_backward_f32(
         p->tok ? NULL : G(fg->dx), G(fg->dh0), G(fg->dWxh), G(fg->dWhh),
         s->bias ? G(fg->dbh) : NULL, O ? G(fg->dWhy) : NULL, s->bias && O ? G(fg->dby) : NULL,
         F(p->dy), F(p->dstate), hs, O ? y : NULL, p->tok ? NULL : F(p->x),
         p->tok ? p->tokens : NULL, p->has_h0 ? F(p->h0) : NULL, p->lengths, F(p->Wxh),
-        F(p->Whh), O ? F(p->Why) : NULL, da, O ? dz : NULL, s, GRID_BLAS);
+        F(p->Whh), O ? F(p->Why) : NULL, da, O ? dz : NULL, grid_work(s, 1), s, GRID_BLAS);
 #undef F
 #undef G
     f64_of(fhs, hs, nh);
@@ -794,6 +818,85 @@ static void test_grid(void)
     }
 }
 
+/* The packed time-loop products (work given) against the BLAS ones (work
+ * NULL) on shapes the grid's small ones miss: full and partial 6-row
+ * slivers and 16/8-column panels, and H beyond one 256-column block of K.
+ * Only the summation order differs, so float64 agrees to 1e-12 of each
+ * array's scale and float32 to 1e-5. Without AVX2+FMA both sides are BLAS. */
+static void test_packed(void)
+{
+    static const int shapes[][4] = {
+        /* T  B  D  H */
+        {3, 2, 3, 16}, {3, 7, 3, 17}, {2, 11, 2, 33}, {2, 10, 4, 48}, {2, 9, 3, 20},
+        {2, 6, 1, 260}, {2, 8, 2, 300},
+    };
+    uint64_t seed = 4242;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; ++si)
+        for (int rev = 0; rev <= 1; ++rev) {
+            const int *sh = shapes[si];
+            prob p;
+            memset(&p, 0, sizeof p);
+            crnn_shape s = {.T = sh[0], .B = sh[1], .D = sh[2], .H = sh[3], .O = 0,
+                            .activation = CRNN_TANH, .output_activation = CRNN_IDENTITY,
+                            .reverse = rev, .bias = 1};
+            p.s = s;
+            p.has_h0 = 1;
+            p.len_mode = 3;
+            prob_alloc(&p);
+            rng_t r = {seed++};
+            fill_unif(p.blk, p.nblk, &r, -1, 1);
+            const double k = 1 / sqrt((double)s.H);
+            for (size_t j = 0; j < (size_t)s.H * s.D; ++j) p.Wxh[j] *= k;
+            for (size_t j = 0; j < (size_t)s.H * s.H; ++j) p.Whh[j] *= k;
+            make_lengths(&p, &r);
+            const size_t nh = (size_t)s.T * s.B * s.H, nhl = (size_t)s.B * s.H;
+            double *hs[2], *hl[2], *da = xmalloc(nh * sizeof(double));
+            grads g[2];
+            int rc = 0;
+            for (int w = 0; w < 2; ++w) {
+                hs[w] = xmalloc(nh * sizeof(double));
+                hl[w] = xmalloc(nhl * sizeof(double));
+                grads_alloc(&g[w], &s);
+                grads_reset(&g[w], 0);
+                GRID_WORK = w;
+                rc |= fwd64(&p, hs[w], NULL, hl[w], p.lengths);
+                rc |= bwd64(&p, &g[w], 1, p.dy, p.dstate, hs[w], NULL, p.lengths, da, NULL);
+            }
+            /* float32: the packed run against the float64 BLAS one */
+            double *fhs = xmalloc(nh * sizeof(double)), *fhl = xmalloc(nhl * sizeof(double));
+            double fy[1];
+            grads fg;
+            grads_alloc(&fg, &s);
+            grads_reset(&fg, 0);
+            GRID_WORK = 1;
+            rc |= run_f32(&p, fhs, fy, fhl, &fg);
+            GRID_WORK = 0;
+            char ctx[160];
+            describe(ctx, sizeof ctx, &p);
+            check(rc == CRNN_OK, "%s: packed: a call returned an error", ctx);
+            check_close(ctx, "packed hs", hs[1], hs[0], nh, 1e-12, 1);
+            check_close(ctx, "packed h_last", hl[1], hl[0], nhl, 1e-12, 1);
+            check_close(ctx, "packed dx", g[1].dx, g[0].dx, g[0].ndx, 1e-12, 1);
+            check_close(ctx, "packed dh0", g[1].dh0, g[0].dh0, g[0].ndh0, 1e-12, 1);
+            check_close(ctx, "packed dW_xh", g[1].dWxh, g[0].dWxh, g[0].nWxh, 1e-12, 10);
+            check_close(ctx, "packed dW_hh", g[1].dWhh, g[0].dWhh, g[0].nWhh, 1e-12, 10);
+            check_close(ctx, "packed db_h", g[1].dbh, g[0].dbh, g[0].nbh, 1e-12, 10);
+            check_f32(ctx, "packed f32 hs", fhs, hs[0], nh);
+            check_f32(ctx, "packed f32 dW_hh", fg.dWhh, g[0].dWhh, g[0].nWhh);
+            check_f32(ctx, "packed f32 dh0", fg.dh0, g[0].dh0, g[0].ndh0);
+            for (int w = 0; w < 2; ++w) {
+                free(hs[w]);
+                free(hl[w]);
+                free(g[w].blk);
+            }
+            free(fhs);
+            free(fhl);
+            free(fg.blk);
+            free(da);
+            prob_free(&p);
+        }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Error paths: every status code, for both dtypes, forward and backward      */
 
@@ -870,10 +973,10 @@ static int call_fwd(err_case *e, const crnn_shape *s, const crnn_blas *blas)
     if (e->f32)
         return crnn_elman_forward_f32(p[F_HS], p[F_Y], p[F_HL], p[F_X], p[F_TOK], p[F_H0],
                                       p[F_LEN], p[F_WXH], p[F_WHH], p[F_BH], p[F_WHY],
-                                      p[F_BY], s, blas);
+                                      p[F_BY], NULL, s, blas);
     return crnn_elman_forward_f64(p[F_HS], p[F_Y], p[F_HL], p[F_X], p[F_TOK], p[F_H0],
                                   p[F_LEN], p[F_WXH], p[F_WHH], p[F_BH], p[F_WHY], p[F_BY],
-                                  s, blas);
+                                  NULL, s, blas);
 }
 
 static int call_bwd(err_case *e, const crnn_shape *s, const crnn_blas *blas)
@@ -883,11 +986,11 @@ static int call_bwd(err_case *e, const crnn_shape *s, const crnn_blas *blas)
         return crnn_elman_backward_f32(p[B_DX], p[B_DH0], p[B_DWXH], p[B_DWHH], p[B_DBH],
                                        p[B_DWHY], p[B_DBY], p[B_DY], p[B_DST], p[B_HS],
                                        p[B_Y], p[B_X], p[B_TOK], p[B_H0], p[B_LEN], p[B_WXH],
-                                       p[B_WHH], p[B_WHY], p[B_DA], p[B_DZ], s, blas);
+                                       p[B_WHH], p[B_WHY], p[B_DA], p[B_DZ], NULL, s, blas);
     return crnn_elman_backward_f64(p[B_DX], p[B_DH0], p[B_DWXH], p[B_DWHH], p[B_DBH],
                                    p[B_DWHY], p[B_DBY], p[B_DY], p[B_DST], p[B_HS], p[B_Y],
                                    p[B_X], p[B_TOK], p[B_H0], p[B_LEN], p[B_WXH], p[B_WHH],
-                                   p[B_WHY], p[B_DA], p[B_DZ], s, blas);
+                                   p[B_WHY], p[B_DA], p[B_DZ], NULL, s, blas);
 }
 
 static int untouched(const unsigned char *b)
@@ -1309,6 +1412,84 @@ static void test_activate(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* crnn_all_finite against isfinite                                          */
+
+/* crnn_all_finite_f64 on a, or crnn_all_finite_f32 on a converted to float */
+static int all_finite_of(const double *a, int64_t rows, int64_t F, const int64_t *lengths,
+                         int B, int f32)
+{
+    if (!f32) return crnn_all_finite_f64(a, rows, F, lengths, B);
+    size_t n = rows > 0 && F > 0 ? (size_t)rows * (size_t)F : 0;
+    float *f = f32_of(a, n);
+    int ok = crnn_all_finite_f32(f, rows, F, lengths, B);
+    free(f);
+    return ok;
+}
+
+static void test_all_finite_dtype(int f32)
+{
+    const char *dt = f32 ? "f32" : "f64";
+    /* sizes around the core's blocks of 1024 values and its vector widths */
+    const int sizes[] = {1, 7, 8, 255, 256, 257, 1023, 1024, 1025, 2049};
+    const double bad[] = {NAN, -NAN, INFINITY, -INFINITY};
+    /* finite in both dtypes: zeros, subnormals, the smallest normal, the largest */
+    const double big = f32 ? FLT_MAX : DBL_MAX;
+    const double edge[] = {0.0, -0.0, f32 ? 1.4e-45 : 4.9e-324, f32 ? -1.4e-45 : -4.9e-324,
+                           f32 ? FLT_MIN : DBL_MIN, big, -big, 1, -1};
+    const size_t n_edge = sizeof edge / sizeof edge[0];
+    double *a = xmalloc(2049 * sizeof(double));
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; ++s) {
+        const int n = sizes[s];
+        for (int i = 0; i < n; ++i) a[i] = edge[(size_t)i % n_edge];
+        check(all_finite_of(a, n, 1, NULL, 0, f32) == 1,
+              "all_finite_%s: n=%d finite edge values reported non-finite", dt, n);
+        const int at[] = {0, n / 2, n - 1};
+        for (size_t k = 0; k < sizeof bad / sizeof bad[0]; ++k)
+            for (int j = 0; j < 3; ++j) {
+                double keep = a[at[j]];
+                a[at[j]] = bad[k];
+                check(all_finite_of(a, n, 1, NULL, 0, f32) == 0 &&
+                          all_finite_of(a, 1, n, NULL, 0, f32) == 0,
+                      "all_finite_%s: n=%d missed %g at %d", dt, n, bad[k], at[j]);
+                a[at[j]] = keep;
+            }
+    }
+    /* lengths: (T,B,F) with rows of 300 values, so that runs of valid rows
+     * straddle blocks; a NaN at the first or last value of each row is found
+     * exactly when its step is valid */
+    enum { T = 5, B = 3, F = 300 };
+    const int64_t lens[B] = {2, 0, 5}, zeros[B] = {0, 0, 0};
+    double *x = xmalloc((size_t)T * B * F * sizeof(double));
+    for (size_t i = 0; i < (size_t)T * B * F; ++i) x[i] = 0.5;
+    for (int t = 0; t < T; ++t)
+        for (int b = 0; b < B; ++b)
+            for (int k = 0; k < F; k += F - 1) {
+                double *v = x + ((size_t)t * B + b) * F + k;
+                *v = NAN;
+                int got = all_finite_of(x, T * B, F, lens, B, f32);
+                check(got == !(t < lens[b]), "all_finite_%s: NaN at (t=%d, b=%d, %d) with "
+                      "length %d: got %d", dt, t, b, k, (int)lens[b], got);
+                check(all_finite_of(x, T * B, F, zeros, B, f32) == 1,
+                      "all_finite_%s: lengths all 0 read a step", dt);
+                check(all_finite_of(x, T * B, F, lens, 0, f32) == 0,
+                      "all_finite_%s: B = 0 with lengths did not read every row", dt);
+                *v = 0.5;
+            }
+    check(all_finite_of(x, T * B, F, lens, B, f32) == 1, "all_finite_%s: finite (T,B,F)", dt);
+    int empty = f32 ? crnn_all_finite_f32(NULL, 0, 5, NULL, 0)
+                    : crnn_all_finite_f64(NULL, 3, 0, lens, B);
+    check(empty == 1, "all_finite_%s: an empty array is not finite", dt);
+    free(x);
+    free(a);
+}
+
+static void test_all_finite(void)
+{
+    test_all_finite_dtype(0);
+    test_all_finite_dtype(1);
+}
+
+/* ------------------------------------------------------------------------ */
 /* bias = 0 ignores b_h and b_y even when given                               */
 
 static void test_bias_off_ignores_params(void)
@@ -1331,7 +1512,7 @@ static void test_bias_off_ignores_params(void)
         fill(p.bh, 3, NAN);
         fill(p.by, 2, NAN);
         rc |= crnn_elman_forward_f64(hs2, y2, hl2, p.x, NULL, p.h0, p.lengths, p.Wxh, p.Whh,
-                                     p.bh, p.Why, p.by, &s, &REF_BLAS);
+                                     p.bh, p.Why, p.by, NULL, &s, &REF_BLAS);
         check(rc == CRNN_OK, "bias = 0 with NaN b_h, b_y: returned %d", rc);
         check_equal("bias = 0", "NaN b_h/b_y ignored: hs", hs2, hs1, nh);
         check_equal("bias = 0", "NaN b_h/b_y ignored: y", y2, y1, ny);
@@ -1367,14 +1548,15 @@ static void test_softmax_floor(void)
     float dWxhf[H * D] = {0}, dWhhf[H * H] = {0}, dWhyf[O * H] = {0}, daf[T * B * H],
           dzf[T * B * O];
     int rc = crnn_elman_forward_f64(hs, y, hl, x, NULL, NULL, lengths, Wxh, Whh, NULL, Why,
-                                    NULL, &s, &REF_BLAS);
+                                    NULL, NULL, &s, &REF_BLAS);
     rc |= crnn_elman_backward_f64(dx, dh0, dWxh, dWhh, NULL, dWhy, NULL, dy, NULL, hs, y, x,
-                                  NULL, NULL, lengths, Wxh, Whh, Why, da, dz, &s, &REF_BLAS);
-    rc |= crnn_elman_forward_f32(hsf, yf, hlf, xf, NULL, NULL, lengths, Wxhf, Whhf, NULL, Whyf,
-                                 NULL, &s, &REF_BLAS);
-    rc |= crnn_elman_backward_f32(dxf, dh0f, dWxhf, dWhhf, NULL, dWhyf, NULL, dyf, NULL, hsf,
-                                  yf, xf, NULL, NULL, lengths, Wxhf, Whhf, Whyf, daf, dzf, &s,
+                                  NULL, NULL, lengths, Wxh, Whh, Why, da, dz, NULL, &s,
                                   &REF_BLAS);
+    rc |= crnn_elman_forward_f32(hsf, yf, hlf, xf, NULL, NULL, lengths, Wxhf, Whhf, NULL, Whyf,
+                                 NULL, NULL, &s, &REF_BLAS);
+    rc |= crnn_elman_backward_f32(dxf, dh0f, dWxhf, dWhhf, NULL, dWhyf, NULL, dyf, NULL, hsf,
+                                  yf, xf, NULL, NULL, lengths, Wxhf, Whhf, Whyf, daf, dzf, NULL,
+                                  &s, &REF_BLAS);
     check(rc == CRNN_OK, "softmax floor: a call returned an error");
     int floor_ok = 1, pad_ok = 1, finite = 1, clamped = 0;
     for (int t = 0; t < T; ++t)
@@ -1436,10 +1618,10 @@ static void test_thread_policy(void)
             n_thread_log = 0;
             int rc = pass == 0
                 ? crnn_elman_forward_f64(hs, NULL, hl, x, NULL, NULL, NULL, Wxh, Whh, NULL, NULL,
-                                         NULL, &s, &blas)
+                                         NULL, NULL, &s, &blas)
                 : crnn_elman_backward_f64(dx, dh0, dWxh, dWhh, NULL, NULL, NULL, dy, NULL, hs,
-                                          NULL, x, NULL, NULL, NULL, Wxh, Whh, NULL, da, NULL, &s,
-                                          &blas);
+                                          NULL, x, NULL, NULL, NULL, Wxh, Whh, NULL, da, NULL,
+                                          NULL, &s, &blas);
             check(rc == CRNN_OK, "thread policy: case %d pass %d returned %d", c, pass, rc);
             int saw1 = 0, saw3 = 0, other = 0;
             for (int i = 0; i < n_thread_log; ++i) {
@@ -1466,11 +1648,16 @@ int main(void)
     test_errors_dtype(0);
     test_errors_dtype(1);
     test_activate();
+    test_all_finite();
     test_bias_off_ignores_params();
     test_softmax_floor();
     test_grid();
     GRID_BLAS = &GEMM_ONLY;
     test_grid();
+    GRID_BLAS = &REF_BLAS;
+    GRID_WORK = 1;
+    test_grid();
+    test_packed();
     if (n_failed) {
         if (n_failed > MAX_REPORTED)
             fprintf(stderr, "... %ld more failures not shown\n", n_failed - MAX_REPORTED);

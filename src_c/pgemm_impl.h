@@ -1,0 +1,120 @@
+/* pgemm_impl.h -- the time loop's product on a pre-packed W_hh, for x86-64
+ * CPUs with AVX2 and FMA. Included by elman.c once per REAL, with REAL, SFX,
+ * FN and the vector macros V (the 256-bit type), VL (its lanes), VZERO,
+ * VLOAD, VSTORE, VADD, VFMA, VBCAST defined.
+ *
+ *   C (M,N) += A (M,K) Bm (K,N)         all row-major; M = B, N = K = H
+ *
+ * Bm is W_hh^T (forward: h_prev W_hh^T) or W_hh (backward: da_t W_hh); it is
+ * the same matrix at every step, so it is packed once per kernel call, where
+ * a BLAS packs it again on every call -- at (32,128)x(128,128) that packing
+ * is a quarter of the product's time. Packed Bm: NR = 2*VL columns per panel,
+ * panel p holding rows k = 0..K-1 of columns p*NR .. p*NR+NR-1 contiguously
+ * (zeros beyond N), so one panel's KC rows stay in L1 across all of A's rows.
+ * A is copied per product, KC columns at a time, into slivers of MR rows
+ * interleaved by k (zeros beyond M): the strided rows of A would otherwise
+ * share cache sets when K*sizeof(REAL) is a multiple of 4 KiB.
+ *
+ * The micro-kernel holds an MR x NR block of C in 12 registers and adds, for
+ * each k, a broadcast A[i][k] times the panel's row k with one FMA per
+ * register. Each C element is the sum over k in order (FMA-rounded, KC
+ * columns per block, added to C after each block) whatever its row or column,
+ * so a row's bits do not depend on the other rows of the batch. */
+
+#define PG_MR 6
+#define PG_NR (2 * VL)
+#define PG_KC 256
+
+/* REALs of workspace: the packed Bm, then one A block. */
+static int64_t FN(pg_worksize)(int M, int N, int K)
+{
+    int64_t panels = (N + PG_NR - 1) / PG_NR, slivers = (M + PG_MR - 1) / PG_MR;
+    return panels * PG_NR * K + slivers * PG_MR * (int64_t)(K < PG_KC ? K : PG_KC);
+}
+
+/* Pack Bm (K,N) = W^T (transposed: W is (N,K)) or W (W is (K,N)) into bp. */
+static void FN(pg_pack_b)(REAL *bp, const REAL *W, int K, int N, int transposed)
+{
+    for (int p = 0; p < N; p += PG_NR)
+        for (int k = 0; k < K; ++k) {
+            REAL *dst = bp + (size_t)p * K + (size_t)k * PG_NR;
+            for (int j = 0; j < PG_NR; ++j) {
+                int col = p + j;
+                dst[j] = col >= N ? 0 : transposed ? W[(size_t)col * K + k] : W[(size_t)k * N + col];
+            }
+        }
+}
+
+/* One MR x NR block: C[i][0..nr) += sum_k ap[k*MR + i] * bp[k*NR + 0..nr), i < mr.
+ * mr is a constant at every call site, so each instance keeps only the
+ * registers it needs. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+FN(pg_block)(int mr, int nr, int kc, const REAL *ap, const REAL *bp, REAL *C, int ldc)
+{
+    V c00 = VZERO(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+      c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int k = 0; k < kc; ++k, ap += PG_MR, bp += PG_NR) {
+        V b0 = VLOAD(bp), b1 = VLOAD(bp + VL), a;
+        a = VBCAST(ap);     c00 = VFMA(a, b0, c00); c01 = VFMA(a, b1, c01);
+        if (mr > 1) { a = VBCAST(ap + 1); c10 = VFMA(a, b0, c10); c11 = VFMA(a, b1, c11); }
+        if (mr > 2) { a = VBCAST(ap + 2); c20 = VFMA(a, b0, c20); c21 = VFMA(a, b1, c21); }
+        if (mr > 3) { a = VBCAST(ap + 3); c30 = VFMA(a, b0, c30); c31 = VFMA(a, b1, c31); }
+        if (mr > 4) { a = VBCAST(ap + 4); c40 = VFMA(a, b0, c40); c41 = VFMA(a, b1, c41); }
+        if (mr > 5) { a = VBCAST(ap + 5); c50 = VFMA(a, b0, c50); c51 = VFMA(a, b1, c51); }
+    }
+    V acc[PG_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int i = 0; i < mr; ++i) {
+        REAL *c = C + (size_t)i * ldc;
+        if (nr == PG_NR) {
+            VSTORE(c, VADD(VLOAD(c), acc[i][0]));
+            VSTORE(c + VL, VADD(VLOAD(c + VL), acc[i][1]));
+        } else {
+            REAL t[PG_NR];
+            VSTORE(t, acc[i][0]);
+            VSTORE(t + VL, acc[i][1]);
+            for (int j = 0; j < nr; ++j) c[j] += t[j];
+        }
+    }
+}
+
+/* C (M,N) += A (M,K) Bm, Bm packed by pg_pack_b in work, A's block after it. */
+__attribute__((target("avx2,fma"))) static void
+FN(pg_gemm)(int M, int N, int K, const REAL *A, int lda, REAL *C, int ldc, REAL *work)
+{
+    const REAL *bp = work;
+    REAL *ap = work + (size_t)((N + PG_NR - 1) / PG_NR) * PG_NR * K;
+    for (int k0 = 0; k0 < K; k0 += PG_KC) {
+        const int kc = K - k0 < PG_KC ? K - k0 : PG_KC;
+        for (int i = 0; i < M; i += PG_MR) {
+            REAL *dst = ap + (size_t)i * kc;
+            for (int ii = 0; ii < PG_MR; ++ii) {
+                if (i + ii < M) {
+                    const REAL *src = A + (size_t)(i + ii) * lda + k0;
+                    for (int k = 0; k < kc; ++k) dst[(size_t)k * PG_MR + ii] = src[k];
+                } else {
+                    for (int k = 0; k < kc; ++k) dst[(size_t)k * PG_MR + ii] = 0;
+                }
+            }
+        }
+        for (int j = 0; j < N; j += PG_NR) {
+            const int nr = N - j < PG_NR ? N - j : PG_NR;
+            const REAL *b = bp + (size_t)j * K + (size_t)k0 * PG_NR;
+            for (int i = 0; i < M; i += PG_MR) {
+                const REAL *a = ap + (size_t)i * kc;
+                REAL *c = C + (size_t)i * ldc + j;
+                switch (M - i < PG_MR ? M - i : PG_MR) {
+                case 6: FN(pg_block)(6, nr, kc, a, b, c, ldc); break;
+                case 5: FN(pg_block)(5, nr, kc, a, b, c, ldc); break;
+                case 4: FN(pg_block)(4, nr, kc, a, b, c, ldc); break;
+                case 3: FN(pg_block)(3, nr, kc, a, b, c, ldc); break;
+                case 2: FN(pg_block)(2, nr, kc, a, b, c, ldc); break;
+                default: FN(pg_block)(1, nr, kc, a, b, c, ldc); break;
+                }
+            }
+        }
+    }
+}
+
+#undef PG_MR
+#undef PG_NR
+#undef PG_KC
