@@ -51,6 +51,13 @@ static void FN(pg_pack_b)(REAL *bp, const REAL *W, int K, int N, int transposed)
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 FN(pg_block)(int mr, int nr, int kc, const REAL *ap, const REAL *bp, REAL *C, int ldc)
 {
+    /* C's rows are read only after the k loop: ask for them now (in the
+     * time loop C is a_t, which has not been touched since the input
+     * projection wrote it, so it comes from L3 or memory) */
+    for (int i = 0; i < mr; ++i) {
+        __builtin_prefetch(C + (size_t)i * ldc, 1);
+        __builtin_prefetch(C + (size_t)i * ldc + PG_NR - 1, 1);
+    }
     V c00 = VZERO(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
       c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (int k = 0; k < kc; ++k, ap += PG_MR, bp += PG_NR) {
