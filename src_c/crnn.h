@@ -60,8 +60,8 @@ typedef void (*crnn_dgemv_fn)(char *trans, int *m, int *n, double *alpha, double
 
 /* The BLAS the core calls. gemv is optional (NULL: gemm does everything); with
  * it, products with a single row or column -- every per-step product when
- * B = 1 -- go to gemv, which some OpenBLAS kernels run several times faster
- * than an n = 1 gemm. set_threads is optional (NULL: the BLAS decides): with
+ * B = 1 and no `work` is given -- go to gemv, which some OpenBLAS kernels run
+ * several times faster than an n = 1 gemm. set_threads is optional (NULL: the BLAS decides): with
  * it, a product runs on `threads` threads only from a size on, and on one
  * thread below it: from mt_flops flops for the whole-sequence products (a
  * handful per call), from mt_flops_step for the products inside the time
@@ -116,7 +116,7 @@ int64_t crnn_elman_worksize_f64(int B, int H);
  *   work    (crnn_elman_worksize(B, H)) work, or NULL. With it, on x86-64
  *           CPUs with AVX2 and FMA, the time loop's products run on a copy
  *           of W_hh packed once per call (see pgemm_impl.h) instead of the
- *           BLAS, when B > 1 and the BLAS would use one thread for them.
+ *           BLAS, when the BLAS would use one thread for them.
  */
 int crnn_elman_forward_f32(float *hs, float *y, float *h_last,
                            const float *x, const int64_t *tokens, const float *h0,

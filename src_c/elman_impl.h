@@ -64,13 +64,13 @@ static void FN(rm_gemm)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int 
 }
 
 /* Whether the time loop's products (B,H)x(H,H) run on a W_hh packed into
- * work (pgemm_impl.h): the caller gave work, the CPU has AVX2 and FMA, B > 1
- * (a single row goes to gemv), and the BLAS would run them on one thread. */
+ * work (pgemm_impl.h): the caller gave work, the CPU has AVX2 and FMA, and
+ * the BLAS would run them on one thread. */
 static int FN(use_pgemm)(const gemm_ctx *gc, const REAL *work, int B, int H)
 {
     const crnn_blas *bl = gc->blas;
     int mt = bl->threads > 1 && 2.0 * B * H * H >= bl->mt_flops_step;
-    return CRNN_PGEMM && work && B > 1 && !mt && cpu_has_pgemm();
+    return CRNN_PGEMM && work && !mt && cpu_has_pgemm();
 }
 
 /* The step's product C (B,H) += A (B,H) W_hh^T (forward) or A W_hh

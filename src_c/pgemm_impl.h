@@ -17,9 +17,10 @@
  *
  * The micro-kernel holds an MR x NR block of C in 12 registers and adds, for
  * each k, a broadcast A[i][k] times the panel's row k with one FMA per
- * register. Each C element is the sum over k in order (FMA-rounded, KC
- * columns per block, added to C after each block) whatever its row or column,
- * so a row's bits do not depend on the other rows of the batch. */
+ * register. A single row (B = 1) goes to pg_row, four panels at a time.
+ * Each C element is the sum over k in order (FMA-rounded, KC columns per
+ * block, added to C after each block) whatever its row or column and M, so a
+ * sequence's bits do not depend on the other rows of the batch, nor on B. */
 
 #define PG_MR 6
 #define PG_NR (2 * VL)
@@ -84,6 +85,42 @@ FN(pg_block)(int mr, int nr, int kc, const REAL *ap, const REAL *bp, REAL *C, in
     }
 }
 
+/* One row against np panels at once (M = 1: the time loop when B = 1):
+ * 2*np independent FMA chains, where pg_block's mr = 1 has two and waits on
+ * the FMA latency. Panel q starts pstride REALs after panel q-1; the last
+ * one has nr columns. Each element is the same sum as in pg_block. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+FN(pg_row)(int np, int nr, int kc, const REAL *a, const REAL *bp, size_t pstride, REAL *C)
+{
+    for (int q = 0; q < np; ++q) {
+        __builtin_prefetch(C + q * PG_NR, 1);
+        __builtin_prefetch(C + q * PG_NR + PG_NR - 1, 1);
+    }
+    V c0 = VZERO(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+    const REAL *b0 = bp, *b1 = bp + pstride, *b2 = bp + 2 * pstride, *b3 = bp + 3 * pstride;
+    for (int k = 0; k < kc; ++k) {
+        const V x = VBCAST(a + k);
+        const size_t o = (size_t)k * PG_NR;
+        c0 = VFMA(x, VLOAD(b0 + o), c0); c1 = VFMA(x, VLOAD(b0 + o + VL), c1);
+        if (np > 1) { c2 = VFMA(x, VLOAD(b1 + o), c2); c3 = VFMA(x, VLOAD(b1 + o + VL), c3); }
+        if (np > 2) { c4 = VFMA(x, VLOAD(b2 + o), c4); c5 = VFMA(x, VLOAD(b2 + o + VL), c5); }
+        if (np > 3) { c6 = VFMA(x, VLOAD(b3 + o), c6); c7 = VFMA(x, VLOAD(b3 + o + VL), c7); }
+    }
+    V acc[4][2] = {{c0, c1}, {c2, c3}, {c4, c5}, {c6, c7}};
+    for (int q = 0; q < np; ++q) {
+        REAL *c = C + q * PG_NR;
+        if (q < np - 1 || nr == PG_NR) {
+            VSTORE(c, VADD(VLOAD(c), acc[q][0]));
+            VSTORE(c + VL, VADD(VLOAD(c + VL), acc[q][1]));
+        } else {
+            REAL t[PG_NR];
+            VSTORE(t, acc[q][0]);
+            VSTORE(t + VL, acc[q][1]);
+            for (int j = 0; j < nr; ++j) c[j] += t[j];
+        }
+    }
+}
+
 /* C (M,N) += A (M,K) Bm, Bm packed by pg_pack_b in work, A's block after it. */
 __attribute__((target("avx2,fma"))) static void
 FN(pg_gemm)(int M, int N, int K, const REAL *A, int lda, REAL *C, int ldc, REAL *work)
@@ -92,6 +129,22 @@ FN(pg_gemm)(int M, int N, int K, const REAL *A, int lda, REAL *C, int ldc, REAL 
     REAL *ap = work + (size_t)((N + PG_NR - 1) / PG_NR) * PG_NR * K;
     for (int k0 = 0; k0 < K; k0 += PG_KC) {
         const int kc = K - k0 < PG_KC ? K - k0 : PG_KC;
+        if (M == 1) {  /* one row: read A in place, four panels at a time */
+            for (int j = 0; j < N; j += 4 * PG_NR) {
+                const int left = (N - j + PG_NR - 1) / PG_NR;   /* panels from j on */
+                const int np = left < 4 ? left : 4;
+                const int nr = left > 4 ? PG_NR : N - j - (np - 1) * PG_NR;
+                const REAL *b = bp + (size_t)j * K + (size_t)k0 * PG_NR;
+                const size_t ps = (size_t)PG_NR * K;
+                switch (np) {
+                case 4: FN(pg_row)(4, nr, kc, A + k0, b, ps, C + j); break;
+                case 3: FN(pg_row)(3, nr, kc, A + k0, b, ps, C + j); break;
+                case 2: FN(pg_row)(2, nr, kc, A + k0, b, ps, C + j); break;
+                default: FN(pg_row)(1, nr, kc, A + k0, b, ps, C + j); break;
+                }
+            }
+            continue;
+        }
         for (int i = 0; i < M; i += PG_MR) {
             REAL *dst = ap + (size_t)i * kc;
             for (int ii = 0; ii < PG_MR; ++ii) {

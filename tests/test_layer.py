@@ -661,8 +661,10 @@ def test_all_finite_odd_shapes_and_lengths():
 
 
 # Shapes for the time loop's packed products (crnn.h, pgemm_impl.h): full
-# and partial 6-row slivers and column panels, H beyond one 256-wide block.
-PACKED_SHAPES = [(3, 2, 3, 16), (3, 7, 3, 17), (2, 11, 2, 33), (2, 10, 4, 48), (2, 9, 1, 260)]
+# and partial 6-row slivers and column panels, B = 1 (several panels at
+# once), H beyond one 256-wide block.
+PACKED_SHAPES = [(3, 2, 3, 16), (3, 7, 3, 17), (2, 11, 2, 33), (2, 10, 4, 48), (2, 9, 1, 260),
+                 (3, 1, 2, 17), (2, 1, 3, 100), (2, 1, 1, 300)]
 
 
 @pytest.mark.parametrize("shape", PACKED_SHAPES)

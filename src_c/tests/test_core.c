@@ -829,6 +829,8 @@ static void test_packed(void)
         /* T  B  D  H */
         {3, 2, 3, 16}, {3, 7, 3, 17}, {2, 11, 2, 33}, {2, 10, 4, 48}, {2, 9, 3, 20},
         {2, 6, 1, 260}, {2, 8, 2, 300},
+        /* B = 1: one to four panels per group, a partial last panel */
+        {3, 1, 2, 17}, {2, 1, 3, 100}, {2, 1, 2, 64}, {2, 1, 2, 40}, {2, 1, 1, 300},
     };
     uint64_t seed = 4242;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; ++si)
