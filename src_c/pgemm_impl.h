@@ -46,6 +46,21 @@ static void FN(pg_pack_b)(REAL *bp, const REAL *W, int K, int N, int transposed)
         }
 }
 
+/* c[0..nr) += the 2*VL values (lo, hi); nr <= NR. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+FN(pg_add)(REAL *c, V lo, V hi, int nr)
+{
+    if (nr == PG_NR) {
+        VSTORE(c, VADD(VLOAD(c), lo));
+        VSTORE(c + VL, VADD(VLOAD(c + VL), hi));
+    } else {
+        REAL t[PG_NR];
+        VSTORE(t, lo);
+        VSTORE(t + VL, hi);
+        for (int j = 0; j < nr; ++j) c[j] += t[j];
+    }
+}
+
 /* One MR x NR block: C[i][0..nr) += sum_k ap[k*MR + i] * bp[k*NR + 0..nr), i < mr.
  * mr is a constant at every call site, so each instance keeps only the
  * registers it needs. */
@@ -71,18 +86,7 @@ FN(pg_block)(int mr, int nr, int kc, const REAL *ap, const REAL *bp, REAL *C, in
         if (mr > 5) { a = VBCAST(ap + 5); c50 = VFMA(a, b0, c50); c51 = VFMA(a, b1, c51); }
     }
     V acc[PG_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    for (int i = 0; i < mr; ++i) {
-        REAL *c = C + (size_t)i * ldc;
-        if (nr == PG_NR) {
-            VSTORE(c, VADD(VLOAD(c), acc[i][0]));
-            VSTORE(c + VL, VADD(VLOAD(c + VL), acc[i][1]));
-        } else {
-            REAL t[PG_NR];
-            VSTORE(t, acc[i][0]);
-            VSTORE(t + VL, acc[i][1]);
-            for (int j = 0; j < nr; ++j) c[j] += t[j];
-        }
-    }
+    for (int i = 0; i < mr; ++i) FN(pg_add)(C + (size_t)i * ldc, acc[i][0], acc[i][1], nr);
 }
 
 /* One row against np panels at once (M = 1: the time loop when B = 1):
@@ -107,18 +111,8 @@ FN(pg_row)(int np, int nr, int kc, const REAL *a, const REAL *bp, size_t pstride
         if (np > 3) { c6 = VFMA(x, VLOAD(b3 + o), c6); c7 = VFMA(x, VLOAD(b3 + o + VL), c7); }
     }
     V acc[4][2] = {{c0, c1}, {c2, c3}, {c4, c5}, {c6, c7}};
-    for (int q = 0; q < np; ++q) {
-        REAL *c = C + q * PG_NR;
-        if (q < np - 1 || nr == PG_NR) {
-            VSTORE(c, VADD(VLOAD(c), acc[q][0]));
-            VSTORE(c + VL, VADD(VLOAD(c + VL), acc[q][1]));
-        } else {
-            REAL t[PG_NR];
-            VSTORE(t, acc[q][0]);
-            VSTORE(t + VL, acc[q][1]);
-            for (int j = 0; j < nr; ++j) c[j] += t[j];
-        }
-    }
+    for (int q = 0; q < np; ++q)
+        FN(pg_add)(C + q * PG_NR, acc[q][0], acc[q][1], q < np - 1 ? PG_NR : nr);
 }
 
 /* C (M,N) += A (M,K) Bm, Bm packed by pg_pack_b in work, A's block after it. */
