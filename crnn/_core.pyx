@@ -157,20 +157,21 @@ cdef crnn_shape _shape(int T, int B, int D, int H, int O, str activation,
     return s
 
 
-def worksize(B, H, dtype):
+def worksize(B, D, H, bint tokens, dtype):
     """Length of the `work` array of elman_forward/backward (0: not used)."""
     if np.dtype(dtype) == np.float64:
-        return crnn_elman_worksize_f64(B, H)
-    return crnn_elman_worksize_f32(B, H)
+        return crnn_elman_worksize_f64(B, D, H, tokens)
+    return crnn_elman_worksize_f32(B, D, H, tokens)
 
 
-def _workspace(work, bint packed, int B, int H, dt):
-    """The work array of one call: None for packed=False (every product on
-    the BLAS) or where the core has no packed products, else `work` (1-D, at
-    least worksize(B, H) long) or a fresh array."""
+def _workspace(work, bint packed, int B, int D, int H, bint tokens, dt):
+    """The work array of one call: None for packed=False (the time loop's
+    products on the BLAS, tokens read down W_xh's columns) or when the core
+    has no use for it, else `work` (1-D, at least worksize(...) long) or a
+    fresh array."""
     if not packed:
         return None
-    n = worksize(B, H, dt)
+    n = worksize(B, D, H, tokens, dt)
     if n == 0:
         return None
     if work is None:
@@ -189,8 +190,9 @@ def elman_forward(x, tokens, h0, lengths, params, *, work=None, bint packed=True
     None; lengths: (B,) int64 or None; params: dict of the layer's arrays;
     dtype: float32 or float64, that of every float array; threads: BLAS
     threads for large products (0: the count in force); work: 1-D workspace
-    of worksize(B, H) values (None: allocated); packed=False: no workspace,
-    the time loop's products go to the BLAS (see crnn.h).
+    of worksize(B, D, H, tokens is not None, dtype) values (None: allocated);
+    packed=False: no workspace, the time loop's products go to the BLAS (see
+    crnn.h).
     """
     cdef crnn_shape s = _shape(T, B, D, H, O, activation, output_activation, reverse, bias)
     dt = np.dtype(dtype)
@@ -213,7 +215,7 @@ def elman_forward(x, tokens, h0, lengths, params, *, work=None, bint packed=True
     cdef void *p_bh = _buf(params["b_h"], "b_h", (H,), dt) if bias else NULL
     cdef void *p_why = _buf(params["W_hy"], "W_hy", (O, H), dt) if O > 0 else NULL
     cdef void *p_by = _buf(params["b_y"], "b_y", (O,), dt) if (O > 0 and bias) else NULL
-    work = _workspace(work, packed, B, H, dt)
+    work = _workspace(work, packed, B, D, H, tokens is not None, dt)
     cdef void *p_work = _buf(work, "work", None if work is None else work.shape, dt, True)
     cdef int rc
     cdef bint f64 = dt == np.float64
@@ -280,7 +282,7 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
     cdef void *p_dz = _buf(dz, "dz", (T, B, O), dt, True)
     if O > 0 and y is None:
         raise ValueError("y is required when O > 0")
-    work = _workspace(work, packed, B, H, dt)
+    work = _workspace(work, packed, B, D, H, tokens is not None, dt)
     cdef void *p_work = _buf(work, "work", None if work is None else work.shape, dt, True)
     cdef int rc
     cdef bint f64 = dt == np.float64

@@ -46,8 +46,8 @@ cdef extern from "crnn.h" nogil:
 
     const char *crnn_strerror(int code)
 
-    int64_t crnn_elman_worksize_f32(int B, int H)
-    int64_t crnn_elman_worksize_f64(int B, int H)
+    int64_t crnn_elman_worksize_f32(int B, int D, int H, int tokens)
+    int64_t crnn_elman_worksize_f64(int B, int D, int H, int tokens)
 
     int crnn_elman_forward_f32(float *hs, float *y, float *h_last, const float *x, const int64_t *tokens, const float *h0, const int64_t *lengths, const float *W_xh, const float *W_hh, const float *b_h, const float *W_hy, const float *b_y, float *work, const crnn_shape *s, const crnn_blas *blas)
     int crnn_elman_forward_f64(double *hs, double *y, double *h_last, const double *x, const int64_t *tokens, const double *h0, const int64_t *lengths, const double *W_xh, const double *W_hh, const double *b_h, const double *W_hy, const double *b_y, double *work, const crnn_shape *s, const crnn_blas *blas)

@@ -166,7 +166,7 @@ class Layer(Module):
         self.params = self._init_params(np.random.default_rng(seed))
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self._ctx = None
-        self._work = None
+        self._work = {}
 
     @property
     def out_features(self):
@@ -218,7 +218,7 @@ class Layer(Module):
         x, tokens, T, B, lengths = _sequence_input(x, self.input_size, self.dtype, lengths)
         h0 = _state(h0, "h0", B, self.hidden_size, self.dtype)
         hs, y, h_last = _core.elman_forward(x, tokens, h0, lengths, self.params,
-                                            work=self._workspace(T, B)["work"],
+                                            work=self._core_work(B, tokens is not None),
                                             threads=_threads, **self._sizes(T, B))
         hs.flags.writeable = False
         if y is not None:
@@ -244,25 +244,30 @@ class Layer(Module):
                              f"({T}, {B}, {self.out_features}), got {dy.shape}")
         _finite_valid(dy, "dy", lengths)
         dstate = _state(dstate, "dstate", B, self.hidden_size, self.dtype)
+        O, H = self.output_size or 0, self.hidden_size
         return _core.elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, self.params,
                                     self.grads, need_dx, threads=_threads,
-                                    **self._workspace(T, B), **self._sizes(T, B))
+                                    da=self._scratch("da", (T, B, H)),
+                                    dz=self._scratch("dz", (T, B, O) if O else None),
+                                    work=self._core_work(B, tokens is not None),
+                                    **self._sizes(T, B))
 
-    def _workspace(self, T, B):
-        """The core's scratch arrays, kept from one call to the next:
-        allocating them afresh costs a page fault per 4 KiB, a quarter of the
-        time at small sizes. da, dz: backward's; work: the packed W_hh of
-        both passes (see crnn.h)."""
-        O, H = self.output_size or 0, self.hidden_size
-        n_work = _core.worksize(B, H, self.dtype)
-        shapes = {"da": (T, B, H), "dz": (T, B, O) if O else None,
-                  "work": (n_work,) if n_work else None}
-        if self._work is None or any(
-                (a is None and shape is not None) or (a is not None and a.shape != shape)
-                for a, shape in zip(self._work.values(), shapes.values())):
-            self._work = {k: None if shape is None else np.empty(shape, self.dtype)
-                          for k, shape in shapes.items()}
-        return self._work
+    def _scratch(self, name, shape):
+        """A scratch array of the core's, kept from one call to the next
+        (allocating it afresh costs a page fault per 4 KiB, a quarter of the
+        time at small sizes); None for shape None. The backward's da and dz,
+        and `work` (both passes: the packed W_hh and, for token input, a
+        transposed W_xh; see crnn.h)."""
+        if shape is None:
+            return None
+        a = self._work.get(name)
+        if a is None or a.shape != shape:
+            a = self._work[name] = np.empty(shape, self.dtype)
+        return a
+
+    def _core_work(self, B, tokens):
+        n = _core.worksize(B, self.input_size, self.hidden_size, tokens, self.dtype)
+        return self._scratch("work", (n,) if n else None)
 
     def __repr__(self):
         extra = ""

@@ -94,10 +94,11 @@ typedef struct {
 /* What a status code means, as a static string. */
 const char *crnn_strerror(int code);
 
-/* REALs of the optional `work` buffer of forward and backward; 0 where the
- * packed products are not compiled in (then pass NULL). */
-int64_t crnn_elman_worksize_f32(int B, int H);
-int64_t crnn_elman_worksize_f64(int B, int H);
+/* REALs of the optional `work` buffer of forward and backward (tokens: 1
+ * for token input, 0 for dense x); 0 when there is nothing to use it for
+ * (then pass NULL). */
+int64_t crnn_elman_worksize_f32(int B, int D, int H, int tokens);
+int64_t crnn_elman_worksize_f64(int B, int D, int H, int tokens);
 
 /* Forward over a whole batch of sequences.
  *   hs      (T,B,H) out  h_t; 0 at padded steps. Kept by the caller for backward.
@@ -113,10 +114,11 @@ int64_t crnn_elman_worksize_f64(int B, int H);
  *   h0      (B,H)   in   initial state; NULL means zeros
  *   lengths (B)     in   valid steps per sequence in [0,T]; NULL means all T
  *   W_xh (H,D), W_hh (H,H), b_h (H), W_hy (O,H), b_y (O)   parameters
- *   work    (crnn_elman_worksize(B, H)) work, or NULL. With it, on x86-64
- *           CPUs with AVX2 and FMA, the time loop's products run on a copy
- *           of W_hh packed once per call (see pgemm_impl.h) instead of the
- *           BLAS, when the BLAS would use one thread for them.
+ *   work    (crnn_elman_worksize(B, D, H, tokens != NULL)) work, or NULL.
+ *           With it, on x86-64 CPUs with AVX2 and FMA, the time loop's
+ *           products run on a copy of W_hh packed once per call (see
+ *           pgemm_impl.h) instead of the BLAS, when the BLAS would use one
+ *           thread for them; token ids gather rows of a transposed W_xh.
  */
 int crnn_elman_forward_f32(float *hs, float *y, float *h_last,
                            const float *x, const int64_t *tokens, const float *h0,
@@ -143,7 +145,8 @@ int crnn_elman_forward_f64(double *hs, double *y, double *h_last,
  *   x, tokens, h0, lengths, W_xh, W_hh, W_hy   in   as given to the forward
  *   da      (T,B,H) work dL/da_t, the pre-activation gradient
  *   dz      (T,B,O) work dL/dz_t, the output pre-activation gradient (O > 0)
- *   work    (crnn_elman_worksize(B, H)) work, or NULL: as for the forward
+ *   work    (crnn_elman_worksize(B, D, H, tokens != NULL)) work, or NULL: as
+ *           for the forward; token ids sum into rows of dW_xh^T first
  */
 int crnn_elman_backward_f32(float *dx, float *dh0,
                             float *dW_xh, float *dW_hh, float *db_h,

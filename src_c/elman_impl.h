@@ -13,14 +13,22 @@
 #include "pgemm_impl.h"
 #endif
 
-int64_t FN(crnn_elman_worksize)(int B, int H)
+/* The work buffer: the packed W_hh (pgemm_impl.h), then for token input a
+ * (D,H) block: W_xh^T in the forward, the batch's dW_xh^T in the backward. */
+static int64_t FN(pg_part)(int B, int H)
 {
 #if CRNN_PGEMM
-    return B < 1 || H < 1 ? 0 : FN(pg_worksize)(B, H, H);
+    return FN(pg_worksize)(B, H, H);
 #else
     (void)B, (void)H;
     return 0;
 #endif
+}
+
+int64_t FN(crnn_elman_worksize)(int B, int D, int H, int tokens)
+{
+    if (B < 1 || D < 1 || H < 1) return 0;
+    return FN(pg_part)(B, H) + (tokens ? (int64_t)D * H : 0);
 }
 
 /* Row-major C (M,N) = alpha op(A) op(B) + beta C through a column-major gemm:
@@ -220,10 +228,21 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     /* hs <- X W_xh^T + b_h for all T*B rows at once: one GEMM, or a gather of
      * W_xh's columns for one-hot tokens. */
     if (tokens) {
+        /* with work, gather rows of a transposed copy instead of reading
+         * down W_xh's columns (stride D): the same values, contiguous */
+        REAL *wt = work ? work + FN(pg_part)(B, H) : NULL;
+        if (wt)
+            for (int d = 0; d < D; ++d)
+                for (int j = 0; j < H; ++j) wt[(size_t)d * H + j] = W_xh[(size_t)j * D + d];
         for (size_t r = 0; r < (size_t)TB; ++r) {
             REAL *row = hs + r * H;
-            const REAL *col = W_xh + tokens[r];
-            for (int j = 0; j < H; ++j) row[j] = col[(size_t)j * D] + (bh ? bh[j] : 0);
+            if (wt) {
+                const REAL *src = wt + (size_t)tokens[r] * H;
+                for (int j = 0; j < H; ++j) row[j] = src[j] + (bh ? bh[j] : 0);
+            } else {
+                const REAL *col = W_xh + tokens[r];
+                for (int j = 0; j < H; ++j) row[j] = col[(size_t)j * D] + (bh ? bh[j] : 0);
+            }
         }
     } else {
         if (bh)
@@ -403,15 +422,26 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
     }
 
     if (tokens) {
-        /* dW_xh[:, id] += da_t for each valid (t, b) */
+        /* dW_xh[:, id] += da_t for each valid (t, b); with work, summed
+         * into rows of dW_xh^T first (contiguous), then added once */
+        REAL *wt = work ? work + FN(pg_part)(B, H) : NULL;
+        if (wt) memset(wt, 0, (size_t)D * H * sizeof(REAL));
         for (int t = 0; t < T; ++t)
             for (int b = 0; b < B; ++b) {
                 if (!VALID(t, b)) continue;
                 size_t r = (size_t)t * B + b;
-                REAL *col = dW_xh + tokens[r];
                 const REAL *d = da + r * H;
-                for (int j = 0; j < H; ++j) col[(size_t)j * D] += d[j];
+                if (wt) {
+                    REAL *row = wt + (size_t)tokens[r] * H;
+                    for (int j = 0; j < H; ++j) row[j] += d[j];
+                } else {
+                    REAL *col = dW_xh + tokens[r];
+                    for (int j = 0; j < H; ++j) col[(size_t)j * D] += d[j];
+                }
             }
+        if (wt)
+            for (int j = 0; j < H; ++j)
+                for (int d = 0; d < D; ++d) dW_xh[(size_t)j * D + d] += wt[(size_t)d * H + j];
     } else {
         /* dW_xh += da^T X;  dx = da W_xh */
         FN(rm_gemm)(&gc, 0, 'T', 'N', H, D, TB, 1, da, H, x, D, 1, dW_xh, D);

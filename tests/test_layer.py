@@ -709,7 +709,7 @@ def test_bad_work_buffer_is_refused():
     T, B = 2, 3
     sizes = layer._sizes(T, B)
     x = np.ones((T, B, 3))
-    n = _core.worksize(B, layer.hidden_size, np.float64)
+    n = _core.worksize(B, layer.input_size, layer.hidden_size, False, np.float64)
     if n == 0:  # built without the packed products (only x86-64 GCC/clang has them)
         assert platform.machine().lower() not in ("x86_64", "amd64")
         return

@@ -50,13 +50,13 @@ static int GRID_WORK = 0;
 
 /* The grid's work buffer for shape s (NULL when GRID_WORK is off): one
  * buffer, grown as needed; it is free between kernel calls. */
-static void *grid_work(const crnn_shape *s, int f32)
+static void *grid_work(const crnn_shape *s, int tok, int f32)
 {
     static void *buf;
     static size_t cap;
     if (!GRID_WORK) return NULL;
-    size_t n = f32 ? (size_t)crnn_elman_worksize_f32(s->B, s->H) * sizeof(float)
-                   : (size_t)crnn_elman_worksize_f64(s->B, s->H) * sizeof(double);
+    size_t n = f32 ? (size_t)crnn_elman_worksize_f32(s->B, s->D, s->H, tok) * sizeof(float)
+                   : (size_t)crnn_elman_worksize_f64(s->B, s->D, s->H, tok) * sizeof(double);
     if (n > cap) {
         free(buf);
         buf = malloc(n);
@@ -469,7 +469,7 @@ static int fwd64(const prob *p, double *hs, double *y, double *hl, const int64_t
     return crnn_elman_forward_f64(hs, s->O ? y : NULL, hl, p->tok ? NULL : p->x,
                                   p->tok ? p->tokens : NULL, p->has_h0 ? p->h0 : NULL, lengths,
                                   p->Wxh, p->Whh, s->bias ? p->bh : NULL, s->O ? p->Why : NULL,
-                                  s->bias && s->O ? p->by : NULL, grid_work(s, 0), s,
+                                  s->bias && s->O ? p->by : NULL, grid_work(s, p->tok, 0), s,
                                   GRID_BLAS);
 }
 
@@ -483,7 +483,7 @@ static int bwd64(const prob *p, grads *g, int with_dx, const double *dy, const d
         with_dx && !p->tok ? g->dx : NULL, g->dh0, g->dWxh, g->dWhh, s->bias ? g->dbh : NULL,
         O ? g->dWhy : NULL, s->bias && O ? g->dby : NULL, dy, dstate, hs, O ? y : NULL,
         p->tok ? NULL : p->x, p->tok ? p->tokens : NULL, p->has_h0 ? p->h0 : NULL, lengths,
-        p->Wxh, p->Whh, O ? p->Why : NULL, da, O ? dz : NULL, grid_work(s, 0), s, GRID_BLAS);
+        p->Wxh, p->Whh, O ? p->Why : NULL, da, O ? dz : NULL, grid_work(s, p->tok, 0), s, GRID_BLAS);
 }
 
 /* Compare two gradient sets exactly, on the buffers the call wrote. */
@@ -538,13 +538,13 @@ static int run_f32(const prob *p, double *fhs, double *fy, double *fhl, grads *f
                                     p->tok ? p->tokens : NULL, p->has_h0 ? F(p->h0) : NULL,
                                     p->lengths, F(p->Wxh), F(p->Whh), s->bias ? F(p->bh) : NULL,
                                     O ? F(p->Why) : NULL, s->bias && O ? F(p->by) : NULL,
-                                    grid_work(s, 1), s, GRID_BLAS);
+                                    grid_work(s, p->tok, 1), s, GRID_BLAS);
     rc |= crnn_elman_backward_f32(
         p->tok ? NULL : G(fg->dx), G(fg->dh0), G(fg->dWxh), G(fg->dWhh),
         s->bias ? G(fg->dbh) : NULL, O ? G(fg->dWhy) : NULL, s->bias && O ? G(fg->dby) : NULL,
         F(p->dy), F(p->dstate), hs, O ? y : NULL, p->tok ? NULL : F(p->x),
         p->tok ? p->tokens : NULL, p->has_h0 ? F(p->h0) : NULL, p->lengths, F(p->Wxh),
-        F(p->Whh), O ? F(p->Why) : NULL, da, O ? dz : NULL, grid_work(s, 1), s, GRID_BLAS);
+        F(p->Whh), O ? F(p->Why) : NULL, da, O ? dz : NULL, grid_work(s, p->tok, 1), s, GRID_BLAS);
 #undef F
 #undef G
     f64_of(fhs, hs, nh);
