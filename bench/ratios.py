@@ -104,39 +104,38 @@ def table_layers(runs):
     lines = [("| config | pass | dtype | thr | crnn ms | NumPy ms | torch ms | vs NumPy "
               "| vs torch | crnn GF/s | % of GEMM |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for cfg in LAYER_CONFIGS:
+    for key, r in measured(runs, LAYER_CONFIGS):
+        cfg, pas, dt, n = key
+        gfs = f"{r['crnn'][1] / r['crnn'][0] / 1e9:.1f}" if "crnn" in r else "—"
+        frac = fraction_of_ceiling(runs, key)
+        pct = "—" if frac is None else f"{100 * frac:.0f} %"
+        lines.append(f"| {cfg} | {pas} | {dt} | {n} | {ms(r, 'crnn')} "
+                     f"| {ms(r, 'numpy')} | {ms(r, 'torch')} "
+                     f"| {x(speedup(runs, key, 'numpy'))} "
+                     f"| {x(speedup(runs, key, 'torch'))} | {gfs} | {pct} |")
+    return lines
+
+
+def measured(runs, configs):
+    """(key, runs[key]) for each measured (config, pass, dtype, threads), in table order."""
+    for cfg in configs:
         for dt in DTYPES:
             for n in threads_seen(runs):
                 for pas in PASSES:
                     key = (cfg, pas, dt, n)
-                    r = runs.get(key)
-                    if not r:
-                        continue
-                    gfs = f"{r['crnn'][1] / r['crnn'][0] / 1e9:.1f}" if "crnn" in r else "—"
-                    frac = fraction_of_ceiling(runs, key)
-                    pct = "—" if frac is None else f"{100 * frac:.0f} %"
-                    lines.append(f"| {cfg} | {pas} | {dt} | {n} | {ms(r, 'crnn')} "
-                                 f"| {ms(r, 'numpy')} | {ms(r, 'torch')} "
-                                 f"| {x(speedup(runs, key, 'numpy'))} "
-                                 f"| {x(speedup(runs, key, 'torch'))} | {gfs} | {pct} |")
-    return lines
+                    if runs.get(key):
+                        yield key, runs[key]
 
 
 def table_tokens(runs):
     lines = ["| config | pass | dtype | thr | tokens ms | one-hot ms | tokens / one-hot |",
              "|---|---|---|---|---|---|---|"]
-    for cfg in TOKEN_CONFIGS:
-        for dt in DTYPES:
-            for n in threads_seen(runs):
-                for pas in PASSES:
-                    key = (cfg, pas, dt, n)
-                    r = runs.get(key)
-                    if not r:
-                        continue
-                    share = token_share(runs, key)
-                    lines.append(f"| {cfg} | {pas} | {dt} | {n} | {ms(r, 'crnn-tokens')} "
-                                 f"| {ms(r, 'crnn-onehot')} | "
-                                 f"{'—' if share is None else f'{100 * share:.0f} %'} |")
+    for key, r in measured(runs, TOKEN_CONFIGS):
+        cfg, pas, dt, n = key
+        share = token_share(runs, key)
+        lines.append(f"| {cfg} | {pas} | {dt} | {n} | {ms(r, 'crnn-tokens')} "
+                     f"| {ms(r, 'crnn-onehot')} | "
+                     f"{'—' if share is None else f'{100 * share:.0f} %'} |")
     return lines
 
 
