@@ -23,10 +23,16 @@ typedef struct {
     int now;  /* the count last set, 0 = unknown */
 } gemm_ctx;
 
+/* The thread count the policy gives a product of `flops` flops. */
+static int policy_threads(const crnn_blas *b, double flops, int in_loop)
+{
+    double from = in_loop ? b->mt_flops_step : b->mt_flops;
+    return flops >= from && b->threads > 1 ? b->threads : 1;
+}
+
 static void use_threads(gemm_ctx *g, double flops, int in_loop)
 {
-    double from = in_loop ? g->blas->mt_flops_step : g->blas->mt_flops;
-    int want = flops >= from && g->blas->threads > 1 ? g->blas->threads : 1;
+    int want = policy_threads(g->blas, flops, in_loop);
     if (g->blas->set_threads && want != g->now) {
         g->blas->set_threads(want);
         g->now = want;

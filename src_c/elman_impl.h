@@ -25,6 +25,12 @@ static int64_t FN(pg_part)(int B, int H)
 #endif
 }
 
+/* The (D,H) token block of work, after the packed W_hh; NULL without work. */
+static REAL *FN(token_block)(REAL *work, int B, int H)
+{
+    return work ? work + FN(pg_part)(B, H) : NULL;
+}
+
 int64_t FN(crnn_elman_worksize)(int B, int D, int H, int tokens)
 {
     if (B < 1 || D < 1 || H < 1) return 0;
@@ -76,9 +82,8 @@ static void FN(rm_gemm)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int 
  * the BLAS would run them on one thread. */
 static int FN(use_pgemm)(const gemm_ctx *gc, const REAL *work, int B, int H)
 {
-    const crnn_blas *bl = gc->blas;
-    int mt = bl->threads > 1 && 2.0 * B * H * H >= bl->mt_flops_step;
-    return CRNN_PGEMM && work && !mt && cpu_has_pgemm();
+    int one_thread = policy_threads(gc->blas, 2.0 * B * H * H, 1) == 1;
+    return CRNN_PGEMM && work && one_thread && cpu_has_pgemm();
 }
 
 /* The step's product C (B,H) += A (B,H) W_hh^T (forward) or A W_hh
@@ -230,7 +235,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     if (tokens) {
         /* with work, gather rows of a transposed copy instead of reading
          * down W_xh's columns (stride D): the same values, contiguous */
-        REAL *wt = work ? work + FN(pg_part)(B, H) : NULL;
+        REAL *wt = FN(token_block)(work, B, H);
         if (wt)
             for (int d = 0; d < D; ++d)
                 for (int j = 0; j < H; ++j) wt[(size_t)d * H + j] = W_xh[(size_t)j * D + d];
@@ -424,7 +429,7 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
     if (tokens) {
         /* dW_xh[:, id] += da_t for each valid (t, b); with work, summed
          * into rows of dW_xh^T first (contiguous), then added once */
-        REAL *wt = work ? work + FN(pg_part)(B, H) : NULL;
+        REAL *wt = FN(token_block)(work, B, H);
         if (wt) memset(wt, 0, (size_t)D * H * sizeof(REAL));
         for (int t = 0; t < T; ++t)
             for (int b = 0; b < B; ++b) {
