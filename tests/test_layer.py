@@ -200,6 +200,24 @@ def test_float32_matches_float64(f, out, reverse):
         _close(l32.grads[k], l64.grads[k], 1e-4)
 
 
+def _core_run(layer, x, h0, lens, dy, ds, *, packed):
+    """Forward + backward of a Layer without projection through crnn._core,
+    packed=False putting every time-loop product on the BLAS; NaN padding
+    (from _case) zeroed as Layer would. Returns hs, h_last, dx, dh0, grads."""
+    from crnn import _core
+
+    T, B = x.shape[:2]
+    x, dy, h0, ds = (None if a is None else np.nan_to_num(a).astype(layer.dtype)
+                     for a in (x, dy, h0, ds))
+    sizes = layer._sizes(T, B)
+    grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
+    hs, _, h_last = _core.elman_forward(x, None, h0, lens, layer.params, packed=packed,
+                                        **sizes)
+    dx, dh0 = _core.elman_backward(dy, ds, hs, None, x, None, h0, lens, layer.params, grads,
+                                   True, packed=packed, **sizes)
+    return [hs, h_last, dx, dh0, *grads.values()]
+
+
 def _run(layer, x, h0, lens, dy, ds):
     y, h = layer.forward(x, h0, lens)
     layer.zero_grad()
@@ -530,6 +548,20 @@ def test_blas_thread_policy_does_not_change_results():
         _core.mt_flops(*old)
     for a, b in zip(got, base):
         np.testing.assert_array_equal(a, b)
+    # the time loop's products on the BLAS (packed=False), on 1 or 2 threads
+    plain = crnn.Layer(40, 48, seed=1)
+    x, lens, h0, dy, ds = _case(30, 24, 40, 48, tokens=False, lengths="mixed", h0=True,
+                                dstate=True, O=None, seed=3)
+    with threadpool_limits(1):
+        base = _core_run(plain, x, h0, lens, dy, ds, packed=False)
+    old = _core.mt_flops(0, 0)  # every product may use every thread
+    try:
+        with threadpool_limits(2):
+            got = _core_run(plain, x, h0, lens, dy, ds, packed=False)
+    finally:
+        _core.mt_flops(*old)
+    for a, b in zip(got, base):
+        np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="mt_flops"):
         _core.mt_flops(-1)
     with pytest.raises(ValueError, match="mt_flops step"):
@@ -681,24 +713,13 @@ def test_packed_time_loop_matches_reference(shape, reverse):
 def test_packed_time_loop_matches_the_blas_one(dtype, tol):
     """work given (packed W_hh where the CPU has AVX2+FMA) against packed=False
     (every product on the BLAS): only the summation order may differ."""
-    from crnn import _core
-
     T, B, D, H = 4, 11, 5, 40
     layer = crnn.Layer(D, H, activation="tanh", dtype=dtype, seed=7)
     x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths="mixed", h0=True,
                                 dstate=True, O=None, seed=8)
-    x = np.nan_to_num(x).astype(dtype)
-    dy, h0, ds = (np.nan_to_num(a).astype(dtype) for a in (dy, h0, ds))
-    sizes = layer._sizes(T, B)
-    runs = []
-    for packed in (True, False):
-        grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
-        hs, _, h_last = _core.elman_forward(x, None, h0, lens, layer.params, packed=packed,
-                                            **sizes)
-        dx, dh0 = _core.elman_backward(dy, ds, hs, None, x, None, h0, lens, layer.params,
-                                       grads, True, packed=packed, **sizes)
-        runs.append([hs, h_last, dx, dh0, *grads.values()])
-    for a, b in zip(*runs):
+    packed = _core_run(layer, x, h0, lens, dy, ds, packed=True)
+    blas = _core_run(layer, x, h0, lens, dy, ds, packed=False)
+    for a, b in zip(packed, blas):
         _close(a, b, tol)
 
 
