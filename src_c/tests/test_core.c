@@ -846,6 +846,7 @@ static void test_packed(void)
             p.len_mode = 3;
             prob_alloc(&p);
             rng_t r = {seed++};
+            /* as prob_fill, whose naive-forward check handles H <= MAXW only */
             fill_unif(p.blk, p.nblk, &r, -1, 1);
             const double k = 1 / sqrt((double)s.H);
             for (size_t j = 0; j < (size_t)s.H * s.D; ++j) p.Wxh[j] *= k;
