@@ -239,14 +239,21 @@ def elman_forward(x, tokens, h0, lengths, params, *, work=None, bint packed=True
     return hs, y, h_last
 
 
+def chunk(int T, int B):
+    """The backward's suggested steps per chunk (crnn_elman_chunk): about
+    CRNN_CHUNK_ROWS rows of B, at most T."""
+    return crnn_elman_chunk(T, B)
+
+
 def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bint want_dx,
-                   *, da=None, dz=None, work=None, bint packed=True, int threads=0, dtype,
-                   int T, int B, int D, int H,
+                   *, da=None, dz=None, work=None, bint packed=True, chunk=None, int threads=0,
+                   dtype, int T, int B, int D, int H,
                    int O, str activation, str output_activation, bint reverse, bint bias):
     """Run crnn_elman_backward_*: accumulates into `grads`, returns (dx or None, dh0).
 
-    da (T,B,H), dz (T,B,O) and work (as for elman_forward) are workspaces;
-    None allocates them."""
+    chunk: steps per chunk of the time loop (None: crnn_elman_chunk's; see
+    crnn.h). da (C+1,B,H), dz (C,B,O) with C = min(chunk, T), and work (as for
+    elman_forward) are workspaces; None allocates them."""
     cdef crnn_shape s = _shape(T, B, D, H, O, activation, output_activation, reverse, bias)
     dt = np.dtype(dtype)
     if dt != np.float32 and dt != np.float64:
@@ -254,12 +261,17 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
     if (x is None) == (tokens is None):
         raise ValueError("exactly one of x and tokens must be given")
     cdef int F = O if O > 0 else H
+    if chunk is None:
+        chunk = crnn_elman_chunk(T, B)
+    if not isinstance(chunk, (int, np.integer)) or isinstance(chunk, bool) or chunk < 1:
+        raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
+    cdef int C = min(chunk, T)
     dx = np.empty((T, B, D), dt) if (want_dx and tokens is None) else None
     dh0 = np.empty((B, H), dt)
     if da is None:
-        da = np.empty((T, B, H), dt)
+        da = np.empty((C + 1, B, H), dt)
     if dz is None and O > 0:
-        dz = np.empty((T, B, O), dt)
+        dz = np.empty((C, B, O), dt)
     cdef void *p_dx = _buf(dx, "dx", (T, B, D), dt, True)
     cdef void *p_dh0 = _buf(dh0, "dh0", (B, H), dt, True)
     cdef void *p_dwxh = _buf(grads["W_xh"], "grads['W_xh']", (H, D), dt, True)
@@ -278,8 +290,8 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
     cdef void *p_wxh = _buf(params["W_xh"], "W_xh", (H, D), dt)
     cdef void *p_whh = _buf(params["W_hh"], "W_hh", (H, H), dt)
     cdef void *p_why = _buf(params["W_hy"], "W_hy", (O, H), dt) if O > 0 else NULL
-    cdef void *p_da = _buf(da, "da", (T, B, H), dt, True)
-    cdef void *p_dz = _buf(dz, "dz", (T, B, O), dt, True)
+    cdef void *p_da = _buf(da, "da", (C + 1, B, H), dt, True)
+    cdef void *p_dz = _buf(dz, "dz", (C, B, O), dt, True)
     if O > 0 and y is None:
         raise ValueError("y is required when O > 0")
     work = _workspace(work, packed, B, D, H, tokens is not None, dt)
@@ -297,7 +309,8 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
                                          <const int64_t*>p_tok, <const double*>p_h0,
                                          <const int64_t*>p_len, <const double*>p_wxh,
                                          <const double*>p_whh, <const double*>p_why,
-                                         <double*>p_da, <double*>p_dz, <double*>p_work, &s, &blas)
+                                         <double*>p_da, <double*>p_dz, <double*>p_work, C, &s,
+                                         &blas)
         else:
             rc = crnn_elman_backward_f32(<float*>p_dx, <float*>p_dh0, <float*>p_dwxh,
                                          <float*>p_dwhh, <float*>p_dbh, <float*>p_dwhy,
@@ -307,7 +320,8 @@ def elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, params, grads, bin
                                          <const int64_t*>p_tok, <const float*>p_h0,
                                          <const int64_t*>p_len, <const float*>p_wxh,
                                          <const float*>p_whh, <const float*>p_why,
-                                         <float*>p_da, <float*>p_dz, <float*>p_work, &s, &blas)
+                                         <float*>p_da, <float*>p_dz, <float*>p_work, C, &s,
+                                         &blas)
     _raise(rc)
     return dx, dh0
 

@@ -52,8 +52,11 @@ cdef extern from "crnn.h" nogil:
     int crnn_elman_forward_f32(float *hs, float *y, float *h_last, const float *x, const int64_t *tokens, const float *h0, const int64_t *lengths, const float *W_xh, const float *W_hh, const float *b_h, const float *W_hy, const float *b_y, float *work, const crnn_shape *s, const crnn_blas *blas)
     int crnn_elman_forward_f64(double *hs, double *y, double *h_last, const double *x, const int64_t *tokens, const double *h0, const int64_t *lengths, const double *W_xh, const double *W_hh, const double *b_h, const double *W_hy, const double *b_y, double *work, const crnn_shape *s, const crnn_blas *blas)
 
-    int crnn_elman_backward_f32(float *dx, float *dh0, float *dW_xh, float *dW_hh, float *db_h, float *dW_hy, float *db_y, const float *dy, const float *dstate, const float *hs, const float *y, const float *x, const int64_t *tokens, const float *h0, const int64_t *lengths, const float *W_xh, const float *W_hh, const float *W_hy, float *da, float *dz, float *work, const crnn_shape *s, const crnn_blas *blas)
-    int crnn_elman_backward_f64(double *dx, double *dh0, double *dW_xh, double *dW_hh, double *db_h, double *dW_hy, double *db_y, const double *dy, const double *dstate, const double *hs, const double *y, const double *x, const int64_t *tokens, const double *h0, const int64_t *lengths, const double *W_xh, const double *W_hh, const double *W_hy, double *da, double *dz, double *work, const crnn_shape *s, const crnn_blas *blas)
+    int CRNN_CHUNK_ROWS
+    int crnn_elman_chunk(int T, int B)
+
+    int crnn_elman_backward_f32(float *dx, float *dh0, float *dW_xh, float *dW_hh, float *db_h, float *dW_hy, float *db_y, const float *dy, const float *dstate, const float *hs, const float *y, const float *x, const int64_t *tokens, const float *h0, const int64_t *lengths, const float *W_xh, const float *W_hh, const float *W_hy, float *da, float *dz, float *work, int chunk, const crnn_shape *s, const crnn_blas *blas)
+    int crnn_elman_backward_f64(double *dx, double *dh0, double *dW_xh, double *dW_hh, double *db_h, double *dW_hy, double *db_y, const double *dy, const double *dstate, const double *hs, const double *y, const double *x, const int64_t *tokens, const double *h0, const int64_t *lengths, const double *W_xh, const double *W_hh, const double *W_hy, double *da, double *dz, double *work, int chunk, const crnn_shape *s, const crnn_blas *blas)
 
     int crnn_activate_f32(float *out, const float *inp, int64_t n, int act)
     int crnn_activate_f64(double *out, const double *inp, int64_t n, int act)

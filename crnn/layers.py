@@ -245,10 +245,11 @@ class Layer(Module):
         _finite_valid(dy, "dy", lengths)
         dstate = _state(dstate, "dstate", B, self.hidden_size, self.dtype)
         O, H = self.output_size or 0, self.hidden_size
+        C = _core.chunk(T, B)   # steps per chunk of the backward; da and dz hold one
         return _core.elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, self.params,
                                     self.grads, need_dx, threads=_threads,
-                                    da=self._scratch("da", (T, B, H)),
-                                    dz=self._scratch("dz", (T, B, O) if O else None),
+                                    chunk=C, da=self._scratch("da", (min(C, T) + 1, B, H)),
+                                    dz=self._scratch("dz", (min(C, T), B, O) if O else None),
                                     work=self._core_work(B, tokens is not None),
                                     **self._sizes(T, B))
 

@@ -29,7 +29,7 @@ extern "C" {
 
 enum {
     CRNN_OK = 0,
-    CRNN_ESIZE = -1,       /* a size < 1 (O < 0), or T*B*max(D,H,O) beyond int */
+    CRNN_ESIZE = -1,       /* a size < 1 (O < 0), T*B*max(D,H,O) beyond int, chunk < 1 */
     CRNN_EACT = -2,        /* unknown activation, or softmax as hidden activation */
     CRNN_ETOKEN = -3,      /* a token id outside [0, D) */
     CRNN_ELENGTH = -4,     /* a length outside [0, T] */
@@ -133,6 +133,14 @@ int crnn_elman_forward_f64(double *hs, double *y, double *h_last,
                            const double *W_hy, const double *b_y, double *work,
                            const crnn_shape *s, const crnn_blas *blas);
 
+/* The backward runs its time loop in chunks of `chunk` steps and computes the
+ * parameter gradients of each chunk's chunk*B rows right after it, so that
+ * its da/dz workspaces hold one chunk, not all T steps. This is the suggested
+ * chunk: enough rows (CRNN_CHUNK_ROWS) for the chunk's GEMMs to run at full
+ * speed, capped at T. 0 when T < 1 or B < 1. */
+#define CRNN_CHUNK_ROWS 256
+int crnn_elman_chunk(int T, int B);
+
 /* Backpropagation through time over the whole batch, after a forward with the
  * same inputs, parameters and shape.
  *   dx      (T,B,D) out  dL/dx, overwritten; NULL skips it (always for tokens)
@@ -143,10 +151,14 @@ int crnn_elman_forward_f64(double *hs, double *y, double *h_last,
  *   dstate  (B,H)   in   dL/dh_last; NULL means zeros
  *   hs, y           in   the forward's outputs (y only when O > 0)
  *   x, tokens, h0, lengths, W_xh, W_hh, W_hy   in   as given to the forward
- *   da      (T,B,H) work dL/da_t, the pre-activation gradient
- *   dz      (T,B,O) work dL/dz_t, the output pre-activation gradient (O > 0)
+ *   da      (C+1,B,H) work  dL/da_t for the C = min(chunk, T) steps of one
+ *                        chunk, and dL/dh carried from one chunk to the next
+ *   dz      (C,B,O) work dL/dz_t, the output pre-activation gradient (O > 0)
  *   work    (crnn_elman_worksize(B, D, H, tokens != NULL)) work, or NULL: as
  *           for the forward; token ids sum into rows of dW_xh^T first
+ *   chunk   steps per chunk, >= 1 (crnn_elman_chunk(T, B) suggests one).
+ *           The result does not depend on it but for rounding: the chunks'
+ *           contributions to the parameter gradients are summed in turn.
  */
 int crnn_elman_backward_f32(float *dx, float *dh0,
                             float *dW_xh, float *dW_hh, float *db_h,
@@ -156,7 +168,7 @@ int crnn_elman_backward_f32(float *dx, float *dh0,
                             const float *x, const int64_t *tokens, const float *h0,
                             const int64_t *lengths,
                             const float *W_xh, const float *W_hh, const float *W_hy,
-                            float *da, float *dz, float *work,
+                            float *da, float *dz, float *work, int chunk,
                             const crnn_shape *s, const crnn_blas *blas);
 int crnn_elman_backward_f64(double *dx, double *dh0,
                             double *dW_xh, double *dW_hh, double *db_h,
@@ -166,7 +178,7 @@ int crnn_elman_backward_f64(double *dx, double *dh0,
                             const double *x, const int64_t *tokens, const double *h0,
                             const int64_t *lengths,
                             const double *W_xh, const double *W_hh, const double *W_hy,
-                            double *da, double *dz, double *work,
+                            double *da, double *dz, double *work, int chunk,
                             const crnn_shape *s, const crnn_blas *blas);
 
 /* Elementwise activations, exposed so that their accuracy can be tested:

@@ -59,6 +59,13 @@ static int cpu_has_pgemm(void)
 static int cpu_has_pgemm(void) { return 0; }
 #endif
 
+int crnn_elman_chunk(int T, int B)
+{
+    if (T < 1 || B < 1) return 0;
+    int c = B >= CRNN_CHUNK_ROWS ? 1 : (CRNN_CHUNK_ROWS + B - 1) / B;
+    return c < T ? c : T;
+}
+
 #define REAL float
 #define SFX f32
 #define V __m256
@@ -124,7 +131,8 @@ const char *crnn_strerror(int code)
     switch (code) {
     case CRNN_OK: return "success";
     case CRNN_ESIZE: return "a size is out of range (T, B, D, H must be >= 1, O >= 0, "
-                            "and T*B*max(D, H, O) must fit in a C int)";
+                            "T*B*max(D, H, O) must fit in a C int, and the backward's "
+                            "chunk must be >= 1)";
     case CRNN_EACT: return "unknown activation (softmax is allowed as output activation only)";
     case CRNN_ETOKEN: return "a token id lies outside [0, D)";
     case CRNN_ELENGTH: return "a length lies outside [0, T]";

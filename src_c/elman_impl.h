@@ -314,6 +314,12 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     return CRNN_OK;
 }
 
+/* The step processed at position `step` of the forward's order. */
+static int FN(step_t)(int reverse, int T, int step)
+{
+    return reverse ? T - 1 - step : step;
+}
+
 int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
                             REAL *dW_xh, REAL *dW_hh, REAL *db_h,
                             REAL *dW_hy, REAL *db_y,
@@ -322,136 +328,170 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
                             const REAL *x, const int64_t *tokens, const REAL *h0,
                             const int64_t *lengths,
                             const REAL *W_xh, const REAL *W_hh, const REAL *W_hy,
-                            REAL *da, REAL *dz, REAL *work,
+                            REAL *da, REAL *dz, REAL *work, int chunk,
                             const crnn_shape *s, const crnn_blas *blas)
 {
     int rc = FN(check)(s, blas, tokens, lengths);
     if (rc) return rc;
-    const int T = s->T, B = s->B, D = s->D, H = s->H, O = s->O;
-    const int TB = T * B;
+    if (chunk < 1) return CRNN_ESIZE;
+    const int T = s->T, B = s->B, D = s->D, H = s->H, O = s->O, rev = s->reverse;
+    const int C = chunk < T ? chunk : T;
     const size_t BH = (size_t)B * H;
     if (!dh0 || !dW_xh || !dW_hh || !dy || !hs || !W_xh || !W_hh || !da ||
         (!x && !tokens) || (s->bias && !db_h))
         return CRNN_ENULL;
     if (O > 0 && (!y || !W_hy || !dz || !dW_hy || (s->bias && !db_y))) return CRNN_ENULL;
     gemm_ctx gc = {blas, 0};
+    REAL *carry = da + (size_t)C * BH;  /* dL/dh of the step before a chunk */
 
 #define VALID(t, b) (!lengths || (t) < lengths[b])
-    /* da <- dL/dh_t from the outputs (0 at padded steps, where dy is not read). */
-    if (O > 0) {
-        for (int t = 0; t < T; ++t)
-            for (int b = 0; b < B; ++b) {
-                size_t r = ((size_t)t * B + b) * O;
-                if (!VALID(t, b)) {
-                    memset(dz + r, 0, O * sizeof(REAL));
-                } else if (s->output_activation == CRNN_SOFTMAX) {
-                    FN(softmax_backward_row)(dz + r, y + r, dy + r, O);
-                } else {
-                    memcpy(dz + r, dy + r, O * sizeof(REAL));
-                    FN(act_backward)(dz + r, y + r, (size_t)O, s->output_activation);
-                }
-            }
-        /* dW_hy += dz^T hs;  db_y += sum_rows dz;  dh = dz W_hy */
-        FN(rm_gemm)(&gc, 0, 'T', 'N', O, H, TB, 1, dz, O, hs, H, 1, dW_hy, H);
-        if (s->bias)
-            for (size_t r = 0; r < (size_t)TB; ++r)
-                for (int k = 0; k < O; ++k) db_y[k] += dz[r * O + k];
-        FN(rm_gemm)(&gc, 0, 'N', 'N', TB, H, O, 1, dz, O, W_hy, H, 0, da, H);
-    } else {
-        for (int t = 0; t < T; ++t)
-            for (int b = 0; b < B; ++b) {
-                size_t r = ((size_t)t * B + b) * H;
-                if (VALID(t, b)) memcpy(da + r, dy + r, H * sizeof(REAL));
-                else memset(da + r, 0, H * sizeof(REAL));
-            }
-    }
-
-    /* dstate is dL/dh_last: it enters at each sequence's last processed step,
-     * or goes straight to dh0 when the sequence is empty. */
+    /* dstate is dL/dh_last: it enters at each sequence's last processed step
+     * (below, in that step's chunk), or goes straight to dh0 when the
+     * sequence is empty. */
     memset(dh0, 0, BH * sizeof(REAL));
-    if (dstate)
-        for (int b = 0; b < B; ++b) {
-            int len = lengths ? (int)lengths[b] : T;
-            const REAL *src = dstate + (size_t)b * H;
-            REAL *dst = len == 0 ? dh0 + (size_t)b * H
-                                 : da + ((size_t)FN(step_of)(s->reverse, len, T, 1) * B + b) * H;
-            for (int j = 0; j < H; ++j) dst[j] += src[j];
-        }
+    if (dstate && lengths)
+        for (int b = 0; b < B; ++b)
+            if (lengths[b] == 0)
+                for (int j = 0; j < H; ++j) dh0[(size_t)b * H + j] += dstate[(size_t)b * H + j];
 
-    /* BPTT, the forward's steps in reverse order. On entry to a step, da[t]
-     * holds the whole dL/dh_t (its successor has added dL/dh_t W_hh already);
-     * it leaves as dL/da_t = dL/dh_t * f'(a_t). */
     const int pg = FN(use_pgemm)(&gc, work, B, H);
     FN(step_pack)(pg, work, W_hh, H, 0);
-    for (int step = T - 1; step >= 0; --step) {
-        const int t = s->reverse ? T - 1 - step : step;
-        REAL *g = da + (size_t)t * BH;
-        if (lengths)
-            for (int b = 0; b < B; ++b) {
-                if (VALID(t, b)) continue;
-                /* a reversed sequence of length t: what reached h_t came from
-                 * step t-1, whose h_prev was h0 */
-                if (s->reverse && lengths[b] == t)
-                    for (int j = 0; j < H; ++j) dh0[(size_t)b * H + j] += g[(size_t)b * H + j];
-                memset(g + (size_t)b * H, 0, H * sizeof(REAL));
-            }
-        FN(act_backward)(g, hs + (size_t)t * BH, BH, s->activation);
-        /* dL/dh_prev += da_t W_hh, into the predecessor step or into dh0 */
-        REAL *gprev = step == 0 ? dh0 : da + (size_t)(s->reverse ? t + 1 : t - 1) * BH;
-        FN(step_gemm)(&gc, pg, work, 0, B, H, g, W_hh, gprev);
-    }
+    REAL *wt = tokens ? FN(token_block)(work, B, H) : NULL;  /* dW_xh^T, summed first */
+    if (wt) memset(wt, 0, (size_t)D * H * sizeof(REAL));
 
-    /* Whole-sequence parameter gradients from da (0 at padded steps). */
-    if (s->bias)
-        for (size_t r = 0; r < (size_t)TB; ++r)
-            for (int j = 0; j < H; ++j) db_h[j] += da[r * H + j];
+    /* The forward's steps in reverse order, C at a time: the time loop over a
+     * chunk, then the parameter gradients of its C*B rows as whole-chunk
+     * GEMMs. da holds the chunk's steps t0 .. t0+n-1 (a contiguous range of t
+     * in either direction), so it is C*B*H long, not T*B*H, and is still in
+     * cache when the GEMMs read it. */
+    for (int hi = T; hi > 0; hi -= C) {
+        const int lo = hi > C ? hi - C : 0, n = hi - lo;
+        const int t0 = rev ? T - hi : lo;
+        const size_t rows = (size_t)n * B;
+        const REAL *hs_c = hs + (size_t)t0 * BH;
+#define DA(t) (da + (size_t)((t) - t0) * BH)
 
-    /* dW_hh += sum_t da_t^T h_prev(t): one GEMM pairs every step with its
-     * predecessor in hs; the first step's h_prev is h0. */
-    if (T > 1) {
-        const REAL *da_first = s->reverse ? da : da + BH;       /* steps with h_prev in hs */
-        const REAL *h_prev = s->reverse ? hs + BH : hs;
-        FN(rm_gemm)(&gc, 0, 'T', 'N', H, H, (T - 1) * B, 1, da_first, H, h_prev, H, 1, dW_hh, H);
-    }
-    if (h0) {
-        const REAL *da0 = da + (size_t)(s->reverse ? T - 1 : 0) * BH;
-        FN(rm_gemm)(&gc, 0, 'T', 'N', H, H, B, 1, da0, H, h0, H, 1, dW_hh, H);
-        /* a reversed sequence shorter than T started from h0 at step len_b-1 */
-        if (s->reverse && lengths)
-            for (int b = 0; b < B; ++b) {
-                int len = (int)lengths[b];
-                if (len == 0 || len == T) continue;
-                const REAL *d = da + ((size_t)(len - 1) * B + b) * H;
-                FN(rm_gemm)(&gc, 0, 'T', 'N', H, H, 1, 1, d, H, h0 + (size_t)b * H, H, 1, dW_hh, H);
-            }
-    }
-
-    if (tokens) {
-        /* dW_xh[:, id] += da_t for each valid (t, b); with work, summed
-         * into rows of dW_xh^T first (contiguous), then added once */
-        REAL *wt = FN(token_block)(work, B, H);
-        if (wt) memset(wt, 0, (size_t)D * H * sizeof(REAL));
-        for (int t = 0; t < T; ++t)
-            for (int b = 0; b < B; ++b) {
-                if (!VALID(t, b)) continue;
-                size_t r = (size_t)t * B + b;
-                const REAL *d = da + r * H;
-                if (wt) {
-                    REAL *row = wt + (size_t)tokens[r] * H;
-                    for (int j = 0; j < H; ++j) row[j] += d[j];
-                } else {
-                    REAL *col = dW_xh + tokens[r];
-                    for (int j = 0; j < H; ++j) col[(size_t)j * D] += d[j];
+        /* da <- dL/dh_t from the outputs (0 at padded steps, where dy is not read) */
+        if (O > 0) {
+            for (int t = t0; t < t0 + n; ++t)
+                for (int b = 0; b < B; ++b) {
+                    size_t r = ((size_t)t * B + b) * O, rc_ = ((size_t)(t - t0) * B + b) * O;
+                    if (!VALID(t, b)) {
+                        memset(dz + rc_, 0, O * sizeof(REAL));
+                    } else if (s->output_activation == CRNN_SOFTMAX) {
+                        FN(softmax_backward_row)(dz + rc_, y + r, dy + r, O);
+                    } else {
+                        memcpy(dz + rc_, dy + r, O * sizeof(REAL));
+                        FN(act_backward)(dz + rc_, y + r, (size_t)O, s->output_activation);
+                    }
                 }
+            /* dW_hy += dz^T hs;  db_y += sum_rows dz;  dh = dz W_hy */
+            FN(rm_gemm)(&gc, 0, 'T', 'N', O, H, (int)rows, 1, dz, O, hs_c, H, 1, dW_hy, H);
+            if (s->bias)
+                for (size_t r = 0; r < rows; ++r)
+                    for (int k = 0; k < O; ++k) db_y[k] += dz[r * O + k];
+            FN(rm_gemm)(&gc, 0, 'N', 'N', (int)rows, H, O, 1, dz, O, W_hy, H, 0, da, H);
+        } else {
+            for (int t = t0; t < t0 + n; ++t)
+                for (int b = 0; b < B; ++b) {
+                    size_t r = ((size_t)t * B + b) * H;
+                    if (VALID(t, b)) memcpy(DA(t) + (size_t)b * H, dy + r, H * sizeof(REAL));
+                    else memset(DA(t) + (size_t)b * H, 0, H * sizeof(REAL));
+                }
+        }
+        if (dstate)
+            for (int b = 0; b < B; ++b) {
+                int len = lengths ? (int)lengths[b] : T;
+                int t = len ? FN(step_of)(rev, len, T, 1) : -1;
+                if (t < t0 || t >= t0 + n) continue;
+                const REAL *src = dstate + (size_t)b * H;
+                REAL *dst = DA(t) + (size_t)b * H;
+                for (int j = 0; j < H; ++j) dst[j] += src[j];
             }
-        if (wt)
-            for (int j = 0; j < H; ++j)
-                for (int d = 0; d < D; ++d) dW_xh[(size_t)j * D + d] += wt[(size_t)d * H + j];
-    } else {
-        /* dW_xh += da^T X;  dx = da W_xh */
-        FN(rm_gemm)(&gc, 0, 'T', 'N', H, D, TB, 1, da, H, x, D, 1, dW_xh, D);
-        if (dx) FN(rm_gemm)(&gc, 0, 'N', 'N', TB, D, H, 1, da, H, W_xh, D, 0, dx, D);
+        if (hi < T) {  /* what the chunk after this one sent to its predecessor */
+            REAL *g = DA(FN(step_t)(rev, T, hi - 1));
+            for (size_t i = 0; i < BH; ++i) g[i] += carry[i];
+        }
+
+        /* BPTT over the chunk. On entry to a step, da[t] holds the whole
+         * dL/dh_t (its successor has added dL/dh_t W_hh already); it leaves
+         * as dL/da_t = dL/dh_t * f'(a_t). */
+        for (int step = hi - 1; step >= lo; --step) {
+            const int t = FN(step_t)(rev, T, step);
+            REAL *g = DA(t);
+            if (lengths)
+                for (int b = 0; b < B; ++b) {
+                    if (VALID(t, b)) continue;
+                    /* a reversed sequence of length t: what reached h_t came
+                     * from step t-1, whose h_prev was h0 */
+                    if (rev && lengths[b] == t)
+                        for (int j = 0; j < H; ++j) dh0[(size_t)b * H + j] += g[(size_t)b * H + j];
+                    memset(g + (size_t)b * H, 0, H * sizeof(REAL));
+                }
+            FN(act_backward)(g, hs + (size_t)t * BH, BH, s->activation);
+            /* dL/dh_prev += da_t W_hh: into the predecessor step, the carry
+             * for the next chunk, or dh0 */
+            REAL *gprev = step == 0 ? dh0 : step == lo ? carry : DA(FN(step_t)(rev, T, step - 1));
+            if (gprev == carry) memset(carry, 0, BH * sizeof(REAL));
+            FN(step_gemm)(&gc, pg, work, 0, B, H, g, W_hh, gprev);
+        }
+
+        /* The chunk's parameter gradients from da (0 at padded steps). */
+        if (s->bias)
+            for (size_t r = 0; r < rows; ++r)
+                for (int j = 0; j < H; ++j) db_h[j] += da[r * H + j];
+
+        /* dW_hh += sum_t da_t^T h_prev(t): one GEMM pairs the chunk's steps
+         * whose h_prev is in hs (all but the first processed, t = 0 or T-1)
+         * with it; that step's h_prev is h0. */
+        {
+            const int a = rev ? t0 : (t0 > 0 ? t0 : 1);                 /* first such t */
+            const int e = rev ? (t0 + n < T ? t0 + n : T - 1) : t0 + n;  /* one past the last */
+            if (e > a)
+                FN(rm_gemm)(&gc, 0, 'T', 'N', H, H, (e - a) * B, 1, DA(a), H,
+                            hs + (size_t)(rev ? a + 1 : a - 1) * BH, H, 1, dW_hh, H);
+        }
+        if (h0) {
+            const int tf = FN(step_t)(rev, T, 0);
+            if (tf >= t0 && tf < t0 + n)
+                FN(rm_gemm)(&gc, 0, 'T', 'N', H, H, B, 1, DA(tf), H, h0, H, 1, dW_hh, H);
+            /* a reversed sequence shorter than T started from h0 at step len_b-1 */
+            if (rev && lengths)
+                for (int b = 0; b < B; ++b) {
+                    int len = (int)lengths[b];
+                    if (len == 0 || len == T || len - 1 < t0 || len - 1 >= t0 + n) continue;
+                    FN(rm_gemm)(&gc, 0, 'T', 'N', H, H, 1, 1, DA(len - 1) + (size_t)b * H, H,
+                                h0 + (size_t)b * H, H, 1, dW_hh, H);
+                }
+        }
+
+        if (tokens) {
+            /* dW_xh[:, id] += da_t for each valid (t, b); with work, summed
+             * into rows of dW_xh^T first (contiguous), then added once */
+            for (int t = t0; t < t0 + n; ++t)
+                for (int b = 0; b < B; ++b) {
+                    if (!VALID(t, b)) continue;
+                    size_t r = (size_t)t * B + b;
+                    const REAL *d = DA(t) + (size_t)b * H;
+                    if (wt) {
+                        REAL *row = wt + (size_t)tokens[r] * H;
+                        for (int j = 0; j < H; ++j) row[j] += d[j];
+                    } else {
+                        REAL *col = dW_xh + tokens[r];
+                        for (int j = 0; j < H; ++j) col[(size_t)j * D] += d[j];
+                    }
+                }
+        } else {
+            /* dW_xh += da^T X;  dx = da W_xh */
+            const size_t xo = (size_t)t0 * B * D;
+            FN(rm_gemm)(&gc, 0, 'T', 'N', H, D, (int)rows, 1, da, H, x + xo, D, 1, dW_xh, D);
+            if (dx) FN(rm_gemm)(&gc, 0, 'N', 'N', (int)rows, D, H, 1, da, H, W_xh, D, 0, dx + xo, D);
+        }
+#undef DA
     }
+    if (wt)
+        for (int j = 0; j < H; ++j)
+            for (int d = 0; d < D; ++d) dW_xh[(size_t)j * D + d] += wt[(size_t)d * H + j];
 #undef VALID
     restore_threads(&gc);
     return CRNN_OK;

@@ -747,6 +747,46 @@ def test_bad_work_buffer_is_refused():
         _core.elman_forward(x, None, None, None, layer.params, work=ro, **sizes)
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("tokens,O", [(False, None), (False, 3), (True, None), (True, 2)])
+def test_backward_in_chunks_matches_reference(monkeypatch, chunk, reverse, tokens, O):
+    """The backward's time loop in chunks of `chunk` steps (crnn.h; 5 = all T
+    steps at once here): the carry between chunks, each chunk's share of the
+    parameter gradients, dstate and h0 entering in the right chunk."""
+    from crnn import layers
+
+    monkeypatch.setattr(layers._core, "chunk", lambda T, B: chunk)
+    T, B, D, H = 5, 3, 4, 6
+    layer = crnn.Layer(D, H, O, output_activation="tanh" if O else "identity",
+                       reverse=reverse, seed=chunk)
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=tokens, lengths="mixed", h0=True,
+                                dstate=True, O=O, seed=10 * chunk + reverse)
+    _compare_with_reference(layer, x, lens, h0, dy, ds, 1e-12)
+    assert layer._work["da"].shape == (min(chunk, T) + 1, B, H)
+
+
+def test_bad_chunk_is_refused():
+    from crnn import _core
+
+    layer = _layer()
+    T, B = 2, 3
+    sizes = layer._sizes(T, B)
+    x = np.ones((T, B, 3))
+    hs, _, _ = _core.elman_forward(x, None, None, None, layer.params, **sizes)
+    dy = np.ones_like(hs)
+    grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="chunk must be an int >= 1"):
+            _core.elman_backward(dy, None, hs, None, x, None, None, None, layer.params, grads,
+                                 True, chunk=bad, **sizes)
+    with pytest.raises(ValueError, match="da"):  # chunk 1 needs (2, B, H)
+        _core.elman_backward(dy, None, hs, None, x, None, None, None, layer.params, grads,
+                             True, chunk=1, da=np.empty((T + 1, B, layer.hidden_size)), **sizes)
+    assert not any(g.any() for g in grads.values())
+    assert _core.chunk(100, 32) == 8 and _core.chunk(5, 32) == 5 and _core.chunk(100, 1000) == 1
+
+
 def test_backward_workspace_follows_the_shape():
     layer = crnn.Layer(3, 4, 2, output_activation="tanh", seed=0)
     for T, B in [(5, 2), (7, 3), (5, 2), (1, 1)]:

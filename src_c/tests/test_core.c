@@ -47,6 +47,14 @@ static const crnn_blas GEMM_ONLY = {crnn_ref_sgemm, crnn_ref_dgemm, NULL, NULL, 
 static const crnn_blas *GRID_BLAS = &REF_BLAS;
 /* whether the grid passes the `work` buffer (the packed time-loop products) */
 static int GRID_WORK = 0;
+/* the backward's chunk in the grid: 0 for crnn_elman_chunk's (all T steps at
+ * the grid's sizes), else this many steps (capped at T by the core) */
+static int GRID_CHUNK = 0;
+
+static int grid_chunk(const crnn_shape *s)
+{
+    return GRID_CHUNK ? GRID_CHUNK : crnn_elman_chunk(s->T, s->B);
+}
 
 /* The grid's work buffer for shape s (NULL when GRID_WORK is off): one
  * buffer, grown as needed; it is free between kernel calls. */
@@ -483,7 +491,8 @@ static int bwd64(const prob *p, grads *g, int with_dx, const double *dy, const d
         with_dx && !p->tok ? g->dx : NULL, g->dh0, g->dWxh, g->dWhh, s->bias ? g->dbh : NULL,
         O ? g->dWhy : NULL, s->bias && O ? g->dby : NULL, dy, dstate, hs, O ? y : NULL,
         p->tok ? NULL : p->x, p->tok ? p->tokens : NULL, p->has_h0 ? p->h0 : NULL, lengths,
-        p->Wxh, p->Whh, O ? p->Why : NULL, da, O ? dz : NULL, grid_work(s, p->tok, 0), s, GRID_BLAS);
+        p->Wxh, p->Whh, O ? p->Why : NULL, da, O ? dz : NULL, grid_work(s, p->tok, 0),
+        grid_chunk(s), s, GRID_BLAS);
 }
 
 /* Compare two gradient sets exactly, on the buffers the call wrote. */
@@ -530,7 +539,7 @@ static int run_f32(const prob *p, double *fhs, double *fy, double *fhl, grads *f
     float *in = f32_of(p->blk, p->nblk);  /* same layout as p->blk */
 #define F(ptr) (in + ((ptr) - p->blk))
     float *hs = xmalloc(nh * sizeof(float)), *y = xmalloc((ny + 1) * sizeof(float));
-    float *hl = xmalloc(nhl * sizeof(float)), *da = xmalloc(nh * sizeof(float));
+    float *hl = xmalloc(nhl * sizeof(float)), *da = xmalloc((nh + nhl) * sizeof(float));
     float *dz = xmalloc((ny + 1) * sizeof(float));
     float *g = f32_of(fg->blk, fg->n);  /* zero accumulators from the caller */
 #define G(ptr) (g + ((ptr) - fg->blk))
@@ -544,7 +553,8 @@ static int run_f32(const prob *p, double *fhs, double *fy, double *fhl, grads *f
         s->bias ? G(fg->dbh) : NULL, O ? G(fg->dWhy) : NULL, s->bias && O ? G(fg->dby) : NULL,
         F(p->dy), F(p->dstate), hs, O ? y : NULL, p->tok ? NULL : F(p->x),
         p->tok ? p->tokens : NULL, p->has_h0 ? F(p->h0) : NULL, p->lengths, F(p->Wxh),
-        F(p->Whh), O ? F(p->Why) : NULL, da, O ? dz : NULL, grid_work(s, p->tok, 1), s, GRID_BLAS);
+        F(p->Whh), O ? F(p->Why) : NULL, da, O ? dz : NULL, grid_work(s, p->tok, 1),
+        grid_chunk(s), s, GRID_BLAS);
 #undef F
 #undef G
     f64_of(fhs, hs, nh);
@@ -620,13 +630,13 @@ static void test_config(const crnn_shape *shape, int tok, int has_h0, int len_mo
     memcpy(y_snap, y, ny * sizeof(double));
 
     /* --- backward vs finite differences --- */
-    double *da = xmalloc(nh * sizeof(double)), *dz = xmalloc((ny + 1) * sizeof(double));
+    double *da = xmalloc((nh + nhl) * sizeof(double)), *dz = xmalloc((ny + 1) * sizeof(double));
     grads g1, g2, g3;
     grads_alloc(&g1, s);
     grads_alloc(&g2, s);
     grads_alloc(&g3, s);
     grads_reset(&g1, 0);
-    fill(da, nh, NAN);
+    fill(da, nh + nhl, NAN);
     fill(dz, ny, NAN);
     rc = bwd64(&p, &g1, 1, p.dy, p.dstate, hs, y, p.lengths, da, dz);
     check(rc == CRNN_OK, "%s: backward_f64 returned %d", ctx, rc);
@@ -853,7 +863,7 @@ static void test_packed(void)
             for (size_t j = 0; j < (size_t)s.H * s.H; ++j) p.Whh[j] *= k;
             make_lengths(&p, &r);
             const size_t nh = (size_t)s.T * s.B * s.H, nhl = (size_t)s.B * s.H;
-            double *hs[2], *hl[2], *da = xmalloc(nh * sizeof(double));
+            double *hs[2], *hl[2], *da = xmalloc((nh + nhl) * sizeof(double));
             grads g[2];
             int rc = 0;
             for (int w = 0; w < 2; ++w) {
@@ -932,6 +942,7 @@ typedef struct {
     void *fp[F_N], *bp[B_N];
     crnn_shape s;
     crnn_blas blas;
+    int chunk;  /* the backward's */
 } err_case;
 
 /* A valid problem: dense x, bias, O > 0, h0, lengths {T, 1}. */
@@ -961,6 +972,7 @@ static void err_reset(err_case *e, int f32)
                     .reverse = 1, .bias = 1};
     e->s = s;
     e->blas = REF_BLAS;
+    e->chunk = 2;  /* two chunks of steps, the second one short */
 }
 
 static void use_tokens(err_case *e)
@@ -989,11 +1001,12 @@ static int call_bwd(err_case *e, const crnn_shape *s, const crnn_blas *blas)
         return crnn_elman_backward_f32(p[B_DX], p[B_DH0], p[B_DWXH], p[B_DWHH], p[B_DBH],
                                        p[B_DWHY], p[B_DBY], p[B_DY], p[B_DST], p[B_HS],
                                        p[B_Y], p[B_X], p[B_TOK], p[B_H0], p[B_LEN], p[B_WXH],
-                                       p[B_WHH], p[B_WHY], p[B_DA], p[B_DZ], NULL, s, blas);
+                                       p[B_WHH], p[B_WHY], p[B_DA], p[B_DZ], NULL, e->chunk, s,
+                                       blas);
     return crnn_elman_backward_f64(p[B_DX], p[B_DH0], p[B_DWXH], p[B_DWHH], p[B_DBH],
                                    p[B_DWHY], p[B_DBY], p[B_DY], p[B_DST], p[B_HS], p[B_Y],
                                    p[B_X], p[B_TOK], p[B_H0], p[B_LEN], p[B_WXH], p[B_WHH],
-                                   p[B_WHY], p[B_DA], p[B_DZ], NULL, s, blas);
+                                   p[B_WHY], p[B_DA], p[B_DZ], NULL, e->chunk, s, blas);
 }
 
 static int untouched(const unsigned char *b)
@@ -1062,6 +1075,21 @@ static void test_errors_dtype(int f32)
         s.O = sizes[i].O;
         expect(&e, &s, &e.blas, CRNN_ESIZE, sizes[i].what);
     }
+    /* the backward's chunk: < 1 is CRNN_ESIZE before anything is written,
+     * beyond T means all T steps at once */
+    for (int c = 0; c >= -1; --c) {
+        err_reset(&e, f32);
+        e.chunk = c;
+        const int nout = (int)(sizeof B_OUT / sizeof *B_OUT);
+        for (int i = 0; i < nout; ++i) memset(e.buf[B_OUT[i]], SENTINEL, ERR_BYTES);
+        int rc = call_bwd(&e, &e.s, &e.blas), ok = 1;
+        for (int i = 0; i < nout; ++i) ok &= untouched(e.buf[B_OUT[i]]);
+        check(rc == CRNN_ESIZE && ok, "errors: backward %s, chunk = %d: returned %d (want %d), "
+              "outputs %s", f32 ? "f32" : "f64", c, rc, CRNN_ESIZE, ok ? "untouched" : "written");
+    }
+    err_reset(&e, f32);
+    e.chunk = 1000;
+    expect(&e, &e.s, &e.blas, CRNN_OK, "chunk beyond T");
 
     /* CRNN_EACT */
     static const struct {
@@ -1546,20 +1574,21 @@ static void test_softmax_floor(void)
     for (int i = 0; i < T * B * O; ++i) dyf[i] = (float)dy[i];
 
     double hs[T * B * H], y[T * B * O], hl[B * H], dx[T * B * D], dh0[B * H];
-    double dWxh[H * D] = {0}, dWhh[H * H] = {0}, dWhy[O * H] = {0}, da[T * B * H], dz[T * B * O];
+    double dWxh[H * D] = {0}, dWhh[H * H] = {0}, dWhy[O * H] = {0}, da[(T + 1) * B * H],
+           dz[T * B * O];
     float hsf[T * B * H], yf[T * B * O], hlf[B * H], dxf[T * B * D], dh0f[B * H];
-    float dWxhf[H * D] = {0}, dWhhf[H * H] = {0}, dWhyf[O * H] = {0}, daf[T * B * H],
+    float dWxhf[H * D] = {0}, dWhhf[H * H] = {0}, dWhyf[O * H] = {0}, daf[(T + 1) * B * H],
           dzf[T * B * O];
     int rc = crnn_elman_forward_f64(hs, y, hl, x, NULL, NULL, lengths, Wxh, Whh, NULL, Why,
                                     NULL, NULL, &s, &REF_BLAS);
     rc |= crnn_elman_backward_f64(dx, dh0, dWxh, dWhh, NULL, dWhy, NULL, dy, NULL, hs, y, x,
-                                  NULL, NULL, lengths, Wxh, Whh, Why, da, dz, NULL, &s,
+                                  NULL, NULL, lengths, Wxh, Whh, Why, da, dz, NULL, T, &s,
                                   &REF_BLAS);
     rc |= crnn_elman_forward_f32(hsf, yf, hlf, xf, NULL, NULL, lengths, Wxhf, Whhf, NULL, Whyf,
                                  NULL, NULL, &s, &REF_BLAS);
     rc |= crnn_elman_backward_f32(dxf, dh0f, dWxhf, dWhhf, NULL, dWhyf, NULL, dyf, NULL, hsf,
                                   yf, xf, NULL, NULL, lengths, Wxhf, Whhf, Whyf, daf, dzf, NULL,
-                                  &s, &REF_BLAS);
+                                  T, &s, &REF_BLAS);
     check(rc == CRNN_OK, "softmax floor: a call returned an error");
     int floor_ok = 1, pad_ok = 1, finite = 1, clamped = 0;
     for (int t = 0; t < T; ++t)
@@ -1599,7 +1628,7 @@ static void test_thread_policy(void)
 {
     enum { T = 64, B = 64, D = 80, H = 64 };
     static double x[T * B * D], hs[T * B * H], hl[B * H], dx[T * B * D], dh0[B * H],
-        dy[T * B * H], da[T * B * H], Wxh[H * D], Whh[H * H], dWxh[H * D], dWhh[H * H];
+        dy[T * B * H], da[(T + 1) * B * H], Wxh[H * D], Whh[H * H], dWxh[H * D], dWhh[H * H];
     for (int i = 0; i < T * B * D; ++i) x[i] = 0.01 * (i % 7);
     for (int i = 0; i < H * D; ++i) Wxh[i] = 0.01 * (i % 5);
     for (int i = 0; i < H * H; ++i) Whh[i] = 0.001 * (i % 3);
@@ -1624,7 +1653,7 @@ static void test_thread_policy(void)
                                          NULL, NULL, &s, &blas)
                 : crnn_elman_backward_f64(dx, dh0, dWxh, dWhh, NULL, NULL, NULL, dy, NULL, hs,
                                           NULL, x, NULL, NULL, NULL, Wxh, Whh, NULL, da, NULL,
-                                          NULL, &s, &blas);
+                                          NULL, T, &s, &blas);
             check(rc == CRNN_OK, "thread policy: case %d pass %d returned %d", c, pass, rc);
             int saw1 = 0, saw3 = 0, other = 0;
             for (int i = 0; i < n_thread_log; ++i) {
@@ -1656,9 +1685,14 @@ int main(void)
     test_softmax_floor();
     test_grid();
     GRID_BLAS = &GEMM_ONLY;
+    GRID_CHUNK = 1;
     test_grid();
     GRID_BLAS = &REF_BLAS;
     GRID_WORK = 1;
+    GRID_CHUNK = 2;
+    test_grid();
+    GRID_WORK = 0;
+    GRID_CHUNK = 3;
     test_grid();
     test_packed();
     if (n_failed) {

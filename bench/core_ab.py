@@ -1,0 +1,89 @@
+"""A/B of the core's two ways of doing one thing, same process, same inputs,
+rounds interleaved so that machine load hits both alike. One BLAS thread.
+
+    --what packed  (default) the time loop's products on W_hh packed once per
+                   call (crnn.h, the default where the CPU has AVX2+FMA)
+                   against every per-step product on the BLAS (packed=False)
+    --what chunk   the backward in chunks of crnn_elman_chunk(T, B) steps (the
+                   default) against all T steps in one chunk (the da
+                   workspace then holds T*B*H values)
+
+    python bench/core_ab.py                      # LAT, S, M, L; float32 and float64
+    python bench/core_ab.py S M --rounds 12 --what chunk
+
+Prints, per config and dtype, forward+backward ms (min and median over the
+rounds) for each way and the ratio of the medians (B / A).
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
+import crnn  # noqa: E402  (the installed one wins when there is one)
+from crnn import _core  # noqa: E402
+
+CONFIGS = {  # (T, B, D, H), calls per round
+    "LAT": ((1000, 1, 32, 128), 10),
+    "S": ((100, 32, 64, 128), 20),
+    "M": ((100, 64, 256, 512), 2),
+    "L": ((50, 128, 1024, 1024), 1),
+}
+# --what: (name of A, name of B, options of A, options of B); forward options
+# are the keys the forward takes too
+WHAT = {
+    "packed": ("packed", "BLAS", dict(packed=True), dict(packed=False)),
+    "chunk": ("chunked", "whole", dict(), dict(chunk=2 ** 30)),
+}
+
+
+def fwd_bwd(layer, x, dy, opts):
+    T, B = x.shape[:2]
+    sizes = layer._sizes(T, B)
+    fwd_opts = {k: v for k, v in opts.items() if k == "packed"}
+    hs, _, _ = _core.elman_forward(x, None, None, None, layer.params, **fwd_opts, **sizes)
+    _core.elman_backward(dy, None, hs, None, x, None, None, None, layer.params, layer.grads,
+                         True, **opts, **sizes)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("configs", nargs="*", metavar="CONFIG", help=" ".join(CONFIGS))
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--what", choices=sorted(WHAT), default="packed")
+    args = ap.parse_args()
+    for name in args.configs:
+        if name not in CONFIGS:
+            ap.error(f"unknown config {name!r}: choose from {' '.join(CONFIGS)}")
+    args.configs = args.configs or list(CONFIGS)
+    a_name, b_name, a_opts, b_opts = WHAT[args.what]
+    print(f"| config | dtype | {a_name} min | {a_name} median | {b_name} min | {b_name} median "
+          f"| {b_name} / {a_name} |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.configs:
+        (T, B, D, H), calls = CONFIGS[name]
+        for dtype in (np.float32, np.float64):
+            layer = crnn.Layer(D, H, dtype=dtype, seed=0)
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((T, B, D)).astype(dtype)
+            dy = rng.standard_normal((T, B, H)).astype(dtype)
+            ms = ([], [])
+            with threadpool_limits(1):
+                for _ in range(args.rounds):
+                    for i, opts in enumerate((a_opts, b_opts)):
+                        fwd_bwd(layer, x, dy, opts)          # warm
+                        t0 = time.perf_counter()
+                        for _ in range(calls):
+                            fwd_bwd(layer, x, dy, opts)
+                        ms[i].append((time.perf_counter() - t0) / calls * 1e3)
+            a, b = np.array(ms[0]), np.array(ms[1])
+            print(f"| {name} | {np.dtype(dtype).name} | {a.min():.2f} | {np.median(a):.2f} | "
+                  f"{b.min():.2f} | {np.median(b):.2f} | {np.median(b) / np.median(a):.2f}× |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
