@@ -117,6 +117,9 @@ def main(argv=None):
                   f"| {r['ratio_listed']:.2f} |")
         parts[np.dtype(dtype).name] = r["parts"]
     print()
+    blocks, held = crnn._core.pool_info()
+    print(f"crnn's cache of freed output blocks holds {blocks} blocks, {held * mb:.2f} MiB "
+          "(memory no array holds, so not in the peak; crnn.release_memory() frees it)")
     for name, p in parts.items():
         sizes = ", ".join(f"{k} {v * mb:.3f}" for k, v in p.items())
         print(f"budget parts, {name} (MiB): {sizes}")

@@ -8,7 +8,7 @@ literal NumPy oracle (crnn.reference) and finite-difference checks.
 __version__ = "0.3.0"
 
 from crnn import losses, optim, reference  # noqa: E402
-from crnn._core import blas_threads, mt_flops, thread_control  # noqa: E402
+from crnn._core import blas_threads, mt_flops, release_memory, thread_control  # noqa: E402
 from crnn.gradcheck import gradcheck  # noqa: E402
 from crnn.io import load, save  # noqa: E402
 from crnn.layers import BiLayer, Layer, Stack  # noqa: E402
@@ -16,4 +16,4 @@ from crnn.train import fit, generate, predict  # noqa: E402
 
 __all__ = ["Layer", "BiLayer", "Stack", "losses", "optim", "reference", "gradcheck",
            "save", "load", "fit", "generate", "predict", "blas_threads", "mt_flops",
-           "thread_control", "__version__"]
+           "thread_control", "release_memory", "__version__"]
