@@ -104,12 +104,12 @@ static void FN(step_gemm)(gemm_ctx *gc, int pg, REAL *work, int transposed, int 
 }
 
 /* Pack W_hh (transposed for the forward) into work when pg is set. */
-static void FN(step_pack)(int pg, REAL *work, const REAL *W_hh, int H, int transposed)
+static void FN(step_pack)(int pg, REAL *work, const REAL *W_hh, int H, int transposed, int B)
 {
 #if CRNN_PGEMM
-    if (pg) FN(pg_pack_b)(work, W_hh, H, H, transposed);
+    if (pg) FN(pg_pack_b)(work, W_hh, H, H, transposed, B);
 #else
-    (void)pg, (void)work, (void)W_hh, (void)H, (void)transposed;
+    (void)pg, (void)work, (void)W_hh, (void)H, (void)transposed, (void)B;
 #endif
 }
 
@@ -271,7 +271,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
 
     /* The recurrence: a_t += h_prev W_hh^T (one GEMM per step), h_t = f(a_t). */
     const int pg = FN(use_pgemm)(&gc, work, B, H);
-    FN(step_pack)(pg, work, W_hh, H, 1);
+    FN(step_pack)(pg, work, W_hh, H, 1, B);
     for (int step = 0; step < T; ++step) {
         const int t = s->reverse ? T - 1 - step : step;
         REAL *a = hs + (size_t)t * BH;
@@ -355,7 +355,7 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
                 for (int j = 0; j < H; ++j) dh0[(size_t)b * H + j] += dstate[(size_t)b * H + j];
 
     const int pg = FN(use_pgemm)(&gc, work, B, H);
-    FN(step_pack)(pg, work, W_hh, H, 0);
+    FN(step_pack)(pg, work, W_hh, H, 0, B);
     REAL *wt = tokens ? FN(token_block)(work, B, H) : NULL;  /* dW_xh^T, summed first */
     if (wt) memset(wt, 0, (size_t)D * H * sizeof(REAL));
 

@@ -10,7 +10,9 @@
  * a BLAS packs it again on every call -- at (32,128)x(128,128) that packing
  * is a quarter of the product's time. Packed Bm: NR = 2*VL columns per panel,
  * panel p holding rows k = 0..K-1 of columns p*NR .. p*NR+NR-1 contiguously
- * (zeros beyond N), so one panel's KC rows stay in L1 across all of A's rows.
+ * (zeros beyond N), so one panel's KC rows stay in L1 across all of A's rows
+ * (for M = 1, groups of four panels interleaved row by row: pg_pack_b; a
+ * product must have the M = 1-ness it was packed for).
  * A is copied per product, KC columns at a time, into slivers of MR rows
  * interleaved by k (zeros beyond M): the strided rows of A would otherwise
  * share cache sets when K*sizeof(REAL) is a multiple of 4 KiB.
@@ -33,12 +35,19 @@ static int64_t FN(pg_worksize)(int M, int N, int K)
     return panels * PG_NR * K + slivers * PG_MR * (int64_t)(K < PG_KC ? K : PG_KC);
 }
 
-/* Pack Bm (K,N) = W^T (transposed: W is (N,K)) or W (W is (K,N)) into bp. */
-static void FN(pg_pack_b)(REAL *bp, const REAL *W, int K, int N, int transposed)
+/* Pack Bm (K,N) = W^T (transposed: W is (N,K)) or W (W is (K,N)) into bp,
+ * for products with M rows. For M = 1 the panels go in groups of four (the
+ * last group may have fewer), interleaved row by row within a group: pg_row
+ * reads a group as one stream, not four. */
+static void FN(pg_pack_b)(REAL *bp, const REAL *W, int K, int N, int transposed, int M)
 {
     for (int p = 0; p < N; p += PG_NR)
         for (int k = 0; k < K; ++k) {
-            REAL *dst = bp + (size_t)p * K + (size_t)k * PG_NR;
+            const int g = p - p % (4 * PG_NR);                  /* M = 1: the group's first column */
+            const int left = (N - g + PG_NR - 1) / PG_NR;       /* panels from g on */
+            const int gp = left < 4 ? left : 4;                 /* panels in the group */
+            REAL *dst = M == 1 ? bp + (size_t)g * K + ((size_t)k * gp) * PG_NR + (p - g)
+                               : bp + (size_t)p * K + (size_t)k * PG_NR;
             for (int j = 0; j < PG_NR; ++j) {
                 int col = p + j;
                 dst[j] = col >= N ? 0 : transposed ? W[(size_t)col * K + k] : W[(size_t)k * N + col];
@@ -89,22 +98,23 @@ FN(pg_block)(int mr, int nr, int kc, const REAL *ap, const REAL *bp, REAL *C, in
     for (int i = 0; i < mr; ++i) FN(pg_add)(C + (size_t)i * ldc, acc[i][0], acc[i][1], nr);
 }
 
-/* One row against np panels at once (M = 1: the time loop when B = 1):
- * 2*np independent FMA chains, where pg_block's mr = 1 has two and waits on
- * the FMA latency. Panel q starts pstride REALs after panel q-1; the last
- * one has nr columns. Each element is the same sum as in pg_block. */
+/* One row against a group of np panels at once (M = 1: the time loop when
+ * B = 1): 2*np independent FMA chains, where pg_block's mr = 1 has two and
+ * waits on the FMA latency. The group is packed row by row (pg_pack_b), row
+ * k's np*NR values at bp + k*np*NR; the last panel has nr columns. Each
+ * element is the same sum as in pg_block. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-FN(pg_row)(int np, int nr, int kc, const REAL *a, const REAL *bp, size_t pstride, REAL *C)
+FN(pg_row)(int np, int nr, int kc, const REAL *a, const REAL *bp, REAL *C)
 {
     for (int q = 0; q < np; ++q) {
         __builtin_prefetch(C + q * PG_NR, 1);
         __builtin_prefetch(C + q * PG_NR + PG_NR - 1, 1);
     }
     V c0 = VZERO(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-    const REAL *b0 = bp, *b1 = bp + pstride, *b2 = bp + 2 * pstride, *b3 = bp + 3 * pstride;
+    const REAL *b0 = bp, *b1 = bp + PG_NR, *b2 = bp + 2 * PG_NR, *b3 = bp + 3 * PG_NR;
     for (int k = 0; k < kc; ++k) {
         const V x = VBCAST(a + k);
-        const size_t o = (size_t)k * PG_NR;
+        const size_t o = (size_t)k * np * PG_NR;
         c0 = VFMA(x, VLOAD(b0 + o), c0); c1 = VFMA(x, VLOAD(b0 + o + VL), c1);
         if (np > 1) { c2 = VFMA(x, VLOAD(b1 + o), c2); c3 = VFMA(x, VLOAD(b1 + o + VL), c3); }
         if (np > 2) { c4 = VFMA(x, VLOAD(b2 + o), c4); c5 = VFMA(x, VLOAD(b2 + o + VL), c5); }
@@ -128,13 +138,12 @@ FN(pg_gemm)(int M, int N, int K, const REAL *A, int lda, REAL *C, int ldc, REAL 
                 const int left = (N - j + PG_NR - 1) / PG_NR;   /* panels from j on */
                 const int np = left < 4 ? left : 4;
                 const int nr = left > 4 ? PG_NR : N - j - (np - 1) * PG_NR;
-                const REAL *b = bp + (size_t)j * K + (size_t)k0 * PG_NR;
-                const size_t ps = (size_t)PG_NR * K;
+                const REAL *b = bp + (size_t)j * K + (size_t)k0 * np * PG_NR;
                 switch (np) {
-                case 4: FN(pg_row)(4, nr, kc, A + k0, b, ps, C + j); break;
-                case 3: FN(pg_row)(3, nr, kc, A + k0, b, ps, C + j); break;
-                case 2: FN(pg_row)(2, nr, kc, A + k0, b, ps, C + j); break;
-                default: FN(pg_row)(1, nr, kc, A + k0, b, ps, C + j); break;
+                case 4: FN(pg_row)(4, nr, kc, A + k0, b, C + j); break;
+                case 3: FN(pg_row)(3, nr, kc, A + k0, b, C + j); break;
+                case 2: FN(pg_row)(2, nr, kc, A + k0, b, C + j); break;
+                default: FN(pg_row)(1, nr, kc, A + k0, b, C + j); break;
                 }
             }
             continue;
