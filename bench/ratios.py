@@ -8,9 +8,10 @@ and torch, crnn's speed-up over each, crnn's GF/s and its % of the GEMM
 ceiling of the same dtype and thread count: of the one measured first in the
 same group (M and L forward + backward; same statistic as crnn's, seconds
 apart) and of the run's best (the fastest round of the "GEMM" groups, which
-open and close the run); (2) token ids vs the dense one-hot
-input; (3) the GEMM ceiling; (4) the performance targets and whether each is
-met. Several JSON files are merged (a later file's result replaces an earlier
+open and close the run); (2) the targets' groups measured with their
+contenders interleaved round by round (test_interleaved); (3) token ids vs the dense one-hot
+input; (4) the GEMM ceiling; (5) the performance targets and whether each is
+met, from the interleaved groups where the run has them. Several JSON files are merged (a later file's result replaces an earlier
 one's for the same benchmark), so a quick run and a large run can be combined.
 Reads only extra_info (config, pass, dtype, threads, impl, flops) and
 stats.median (or, with --stat min, stats.min: steadier on a loaded machine);
@@ -47,8 +48,11 @@ TARGETS = [
 
 
 def load(paths, stat="median"):
-    """{(config, pass, dtype, threads): {impl: (seconds, flops)}}, machine info."""
-    runs, machine = {}, {}
+    """runs, interleaved, machine info: runs and interleaved map (config, pass,
+    dtype, threads) to {impl: (seconds, flops)}; interleaved's from the
+    rounds of test_interleaved (`stat` over each contender's rounds), with
+    the round count under "rounds"."""
+    runs, il, machine = {}, {}, {}
     for path in paths:
         with open(path) as f:
             doc = json.load(f)
@@ -58,6 +62,12 @@ def load(paths, stat="median"):
             if "impl" not in e:
                 continue
             key = (e["config"], e["pass"], e["dtype"], int(e["threads"]))
+            if e["impl"] == "interleaved":
+                group = il[key] = {}
+                for impl, times in e["interleaved"].items():
+                    group[impl] = (stat_of(times, stat), e["flops"][impl])
+                    group["rounds"] = len(times)
+                continue
             # the run's ceiling is the best the BLAS did: its fastest round,
             # whatever `stat`, over every measurement of it (the run's first
             # and last); a group's own ceiling takes `stat`, as crnn does
@@ -66,7 +76,16 @@ def load(paths, stat="median"):
             if best and "gemm" in runs.get(key, {}):
                 seconds = min(seconds, runs[key]["gemm"][0])
             runs.setdefault(key, {})[e["impl"]] = (seconds, e["flops"])
-    return runs, machine
+    return runs, il, machine
+
+
+def stat_of(times, stat):
+    """The median (mean of the middle two for an even count) or the min."""
+    t = sorted(times)
+    if stat == "min":
+        return t[0]
+    n = len(t)
+    return t[n // 2] if n % 2 else (t[n // 2 - 1] + t[n // 2]) / 2
 
 
 def ceiling_gfs(runs, dtype, threads):
@@ -150,7 +169,7 @@ def table_tokens(runs):
         share = token_share(runs, key)
         lines.append(f"| {cfg} | {pas} | {dt} | {n} | {ms(r, 'crnn-tokens')} "
                      f"| {ms(r, 'crnn-onehot')} | "
-                     f"{'—' if share is None else f'{100 * share:.0f} %'} |")
+                     f"{pct_text(share)} |")
     return lines
 
 
@@ -172,7 +191,7 @@ def evaluate(runs, target, dt, n):
     key = (cfg, pas, dt, n)
     if what == "share":
         v = token_share(runs, key)
-        return ("—", None) if v is None else (f"{100 * v:.0f} %", v <= thr)
+        return ("—", None) if v is None else (pct_text(v), v <= thr)
     if what == "ceiling":
         v = fraction_of_ceiling(runs, key)
         return ("—", None) if v is None else (pct_text(v), v >= thr)
@@ -191,37 +210,60 @@ def describe(target):
     return f"{cfg} {pas}: ≥ {thr:g}× {name}", f"≥ {thr:g}×"
 
 
-def table_targets(runs):
-    lines = ["| target | dtype | thr | measured | needed | met |", "|---|---|---|---|---|---|"]
+def table_interleaved(il):
+    lines = ["| config | pass | dtype | thr | rounds | crnn ms (tokens) | NumPy ms | torch ms "
+             "| one-hot ms | vs NumPy | vs torch | GEMM GF/s | crnn % of it | tokens / one-hot |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key, r in measured(il, LAYER_CONFIGS + TOKEN_CONFIGS):
+        cfg, pas, dt, n = key
+        own = f"{r['gemm'][1] / r['gemm'][0] / 1e9:.1f}" if "gemm" in r else "—"
+        pct = pct_text(fraction_of_ceiling(il, key)) if "gemm" in r else "—"
+        crnn_ms = ms(r, "crnn") if "crnn" in r else ms(r, "crnn-tokens")
+        lines.append(f"| {cfg} | {pas} | {dt} | {n} | {r['rounds']} | {crnn_ms} "
+                     f"| {ms(r, 'numpy')} | {ms(r, 'torch')} | {ms(r, 'crnn-onehot')} "
+                     f"| {x(speedup(il, key, 'numpy'))} | {x(speedup(il, key, 'torch'))} "
+                     f"| {own} | {pct} | {pct_text(token_share(il, key))} |")
+    return lines
+
+
+def table_targets(runs, il):
+    lines = ["| target | dtype | thr | measured | needed | met | from |",
+             "|---|---|---|---|---|---|---|"]
     counts = {True: 0, False: 0, None: 0}
     for target in TARGETS:
         text, needed = describe(target)
         for dt in DTYPES:
-            for n in (target[4] or threads_seen(runs)):
-                measured, met = evaluate(runs, target, dt, n)
+            for n in (target[4] or threads_seen({**runs, **il})):
+                key = (target[0], target[1], dt, n)
+                src, name = (il, "interleaved") if key in il else (runs, "groups")
+                measured, met = evaluate(src, target, dt, n)
                 counts[met] += 1
                 mark = {True: "yes", False: "**no**", None: "not measured"}[met]
-                lines.append(f"| {text} | {dt} | {n} | {measured} | {needed} | {mark} |")
+                lines.append(f"| {text} | {dt} | {n} | {measured} | {needed} | {mark} | {name} |")
     lines.append("")
     lines.append(f"met {counts[True]}, missed {counts[False]}, not measured {counts[None]}")
     return lines
 
 
 def report(paths, stat="median"):
-    runs, machine = load(paths, stat)
-    if not runs:
+    runs, il, machine = load(paths, stat)
+    if not runs and not il:
         raise SystemExit(f"no crnn benchmarks (extra_info with 'impl') in {', '.join(paths)}")
     cpu = machine.get("cpu", {}).get("brand_raw", "?")
     out = [(f"machine: {cpu}; torch {machine.get('torch') or 'absent'}; "
             f"load average at start {machine.get('loadavg_at_start', '?')}"), "",
            f"## crnn vs NumPy vs torch ({stat} ms; speed-up = other / crnn)", ""]
     out += table_layers(runs)
+    if il:
+        out += ["", f"## the targets' groups, contenders interleaved round by round ({stat} "
+                    "ms over the rounds)", ""]
+        out += table_interleaved(il)
     out += ["", "## token ids vs dense one-hot input (crnn.Layer both)", ""]
     out += table_tokens(runs)
     out += ["", "## GEMM ceiling (SciPy BLAS, fastest round)", ""]
     out += table_ceiling(runs)
     out += ["", "## targets", ""]
-    out += table_targets(runs)
+    out += table_targets(runs, il)
     return "\n".join(out)
 
 

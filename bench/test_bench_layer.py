@@ -4,13 +4,18 @@ torch.nn.RNN (when torch imports), plus the GEMM ceiling.
 Each group holds the contenders of one (config, pass, dtype, threads); the
 times become ratios, GF/s and % of the GEMM ceiling in bench/ratios.py, which
 reads extra_info: config, pass ("fwd" | "fwd+bwd" | "gemm"), dtype, threads,
-impl, flops, shape.
+impl, flops, shape. The groups the performance targets read are measured a
+second time by test_interleaved, every contender once per round, rounds
+repeated (extra_info["interleaved"]: {impl: [seconds]}, flops per impl).
 
 Nominal FLOPs per layer and direction: forward 2*T*B*(D*H + H*H), forward +
 backward 6*T*B*(D*H + H*H). Every contender computes the same thing: hs and
 h_last forward; dx, dh0 and all parameter gradients backward (the torch model
 carries crnn's weights; test_baselines_match_crnn checks the values once).
 """
+import os
+import time
+
 import numpy as np
 import pytest
 import scipy.linalg.blas as sblas
@@ -115,25 +120,69 @@ def torch_fn(rnn, x, dy, pas):
     return fwd_bwd
 
 
-# --------------------------------------------------------------------------
-# the ceiling, first measurement (the last one closes the file): a shared
-# machine's speed drifts during the run, and ratios.py takes the faster
+def gemm_fn(dtype):
+    """The ceiling: ?GEMM on 2048 x 2048 through SciPy's BLAS (the one crnn calls)."""
+    rng = np.random.default_rng(0)
+    a = np.asfortranarray(rng.standard_normal((GEMM_N, GEMM_N)).astype(dtype))
+    b = np.asfortranarray(rng.standard_normal((GEMM_N, GEMM_N)).astype(dtype))
+    c = np.zeros((GEMM_N, GEMM_N), dtype, order="F")
+    gemm = sblas.sgemm if dtype == "float32" else sblas.dgemm
+    return lambda: gemm(1.0, a, b, beta=0.0, c=c, overwrite_c=True)
 
-@pytest.mark.parametrize("dtype", [np.dtype(d).name for d in DTYPES])
-@pytest.mark.parametrize("threads", THREADS)
-def test_gemm_ceiling_first(benchmark, dtype, threads):
-    gemm_ceiling(benchmark, dtype, threads)
+
+def bi2_stack(dtype):
+    """BI2: a Stack of two BiLayer(concat)."""
+    _, _, D, H = BI2
+    return crnn.Stack([crnn.BiLayer(D, H, dtype=dtype, seed=0),
+                       crnn.BiLayer(2 * H, H, dtype=dtype, seed=1)])
 
 
-# --------------------------------------------------------------------------
-# single layers: LAT, S, M, L
+def contender(config, impl, dtype, pas, threads):
+    """(the timed call, extra_info) of one contender of one group.
 
-@pytest.mark.parametrize("config,dtype,threads,pas,impl", cases(CONFIGS, IMPLS, LARGE))
-def test_layer(benchmark, config, dtype, threads, pas, impl):
+    config: LAT, S, M, L (one Layer), BI2 (vs nn.RNN(num_layers=2,
+    bidirectional=True)), TOK or TOKPROJ (impl crnn-tokens / crnn-onehot:
+    token ids vs the dense one-hot input through the same Layer), GEMM;
+    impl "gemm" is the 2048² ceiling in any group."""
+    info = dict(config=config, impl=impl, dtype=dtype, threads=threads, **{"pass": pas})
     if impl == "gemm":
-        gemm_ceiling(benchmark, dtype, threads, group=group_name(config, pas, dtype, threads),
-                     config=config, pas=pas)
-        return
+        return gemm_fn(dtype), dict(info, shape=dict(M=GEMM_N, N=GEMM_N, K=GEMM_N),
+                                    flops=2 * GEMM_N ** 3)
+    if config in ("TOK", "TOKPROJ"):
+        # TOKPROJ: T=1 and B=T*B rows, activation identity, h0=None: no
+        # recurrence GEMM runs, so the time is the input projection (gather
+        # vs GEMM) plus the call's fixed costs. The one-hot array is built
+        # before timing; the one-hot backward skips dx (need_dx=False), as
+        # tokens do.
+        T, B, D, H = TOK if config == "TOK" else TOKPROJ
+        act = "tanh" if config == "TOK" else "identity"
+        layer = crnn.Layer(D, H, activation=act, dtype=dtype, seed=0)
+        rng = np.random.default_rng(0)
+        ids = rng.integers(0, D, size=(T, B))
+        dy = rng.standard_normal((T, B, H)).astype(dtype)
+        x = ids if impl == "crnn-tokens" else np.eye(D, dtype=dtype)[ids]
+        return crnn_fn(layer, x, dy, pas, need_dx=False), dict(
+            info, shape=dict(T=T, B=B, D=D, H=H), flops=layer_flops(T, B, D, H, pas))
+    if config == "BI2":
+        T, B, D, H = BI2
+        stack = bi2_stack(dtype)
+        # BiLayer may run its two directions on two cores; at 1 thread it must
+        # not, so that every contender uses one core (at 2 threads: crnn's default)
+        for m in stack:
+            m.parallel = False if threads == 1 else None
+        x, dy = data((T, B, D), 2 * H, dtype)
+        if impl == "crnn":
+            fn = crnn_fn(stack, x, dy, pas)
+        elif impl == "numpy":
+            model = NumpyBiStack.from_stack(stack)
+            fn = (lambda: model.forward(x)) if pas == "fwd" else (
+                lambda: (model.forward(x), model.backward(dy)))
+        else:
+            need_torch()
+            fn = torch_fn(torch_rnn_from_stack(stack), x, dy, pas)
+        flops = 2 * (layer_flops(T, B, D, H, pas) + layer_flops(T, B, 2 * H, H, pas))
+        return fn, dict(info, shape=dict(T=T, B=B, D=D, H=H, layers=2, directions=2),
+                        flops=flops, bilayer_parallel=stack[0].parallel)
     T, B, D, H = CONFIGS[config]
     layer = crnn.Layer(D, H, dtype=dtype, seed=0)
     x, dy = data((T, B, D), H, dtype)
@@ -144,94 +193,114 @@ def test_layer(benchmark, config, dtype, threads, pas, impl):
     else:
         need_torch()
         fn = torch_fn(torch_rnn_from_layer(layer), x, dy, pas)
+    return fn, dict(info, shape=dict(T=T, B=B, D=D, H=H), flops=layer_flops(T, B, D, H, pas))
+
+
+def run_contender(benchmark, config, dtype, threads, pas, impl, group=None):
+    fn, info = contender(config, impl, dtype, pas, threads)
     with limit_threads(threads):
-        measure(benchmark, fn, group=group_name(config, pas, dtype, threads),
-                config=config, impl=impl, dtype=dtype, threads=threads, **{"pass": pas},
-                shape=dict(T=T, B=B, D=D, H=H), flops=layer_flops(T, B, D, H, pas))
+        measure(benchmark, fn, group=group or group_name(config, pas, dtype, threads), **info)
 
 
 # --------------------------------------------------------------------------
-# BI2: Stack of two BiLayer(concat) vs nn.RNN(num_layers=2, bidirectional=True)
+# the ceiling, first measurement (the last one closes the file): a shared
+# machine's speed drifts during the run, and ratios.py takes the faster
 
-def bi2_stack(dtype):
-    _, _, D, H = BI2
-    return crnn.Stack([crnn.BiLayer(D, H, dtype=dtype, seed=0),
-                       crnn.BiLayer(2 * H, H, dtype=dtype, seed=1)])
+@pytest.mark.parametrize("dtype", [np.dtype(d).name for d in DTYPES])
+@pytest.mark.parametrize("threads", THREADS)
+def test_gemm_ceiling_first(benchmark, dtype, threads):
+    run_contender(benchmark, "GEMM", dtype, threads, "gemm", "gemm",
+                  group=f"GEMM {GEMM_N} {dtype} {threads}T")
+
+
+# --------------------------------------------------------------------------
+# one group per (config, pass, dtype, threads), its contenders back to back:
+# single layers LAT, S, M, L (M and L forward + backward open with the GEMM
+# ceiling); BI2; token ids vs the dense one-hot input
+
+@pytest.mark.parametrize("config,dtype,threads,pas,impl", cases(CONFIGS, IMPLS, LARGE))
+def test_layer(benchmark, config, dtype, threads, pas, impl):
+    run_contender(benchmark, config, dtype, threads, pas, impl)
 
 
 @pytest.mark.parametrize("config,dtype,threads,pas,impl", cases(["BI2"], IMPLS))
 def test_bi2(benchmark, config, dtype, threads, pas, impl):
-    T, B, D, H = BI2
-    stack = bi2_stack(dtype)
-    # BiLayer may run its two directions on two cores; at 1 thread it must not,
-    # so that every contender uses one core (at 2 threads: crnn's default)
-    for m in stack:
-        m.parallel = False if threads == 1 else None
-    x, dy = data((T, B, D), 2 * H, dtype)
-    if impl == "crnn":
-        fn = crnn_fn(stack, x, dy, pas)
-    elif impl == "numpy":
-        model = NumpyBiStack.from_stack(stack)
-        fn = (lambda: model.forward(x)) if pas == "fwd" else (
-            lambda: (model.forward(x), model.backward(dy)))
-    else:
-        need_torch()
-        fn = torch_fn(torch_rnn_from_stack(stack), x, dy, pas)
-    flops = 2 * (layer_flops(T, B, D, H, pas) + layer_flops(T, B, 2 * H, H, pas))
-    with limit_threads(threads):
-        measure(benchmark, fn, group=group_name(config, pas, dtype, threads),
-                config=config, impl=impl, dtype=dtype, threads=threads, **{"pass": pas},
-                shape=dict(T=T, B=B, D=D, H=H, layers=2, directions=2), flops=flops,
-                bilayer_parallel=stack[0].parallel)
+    run_contender(benchmark, config, dtype, threads, pas, impl)
 
-
-# --------------------------------------------------------------------------
-# token ids vs the dense one-hot input through the same Layer
-#   TOK      the whole layer (T=100, B=32, D=100 ids, H=128)
-#   TOKPROJ  T=1 and B=T*B rows, activation identity, h0=None: no recurrence
-#            GEMM runs, so the time is the input projection (gather vs GEMM)
-#            plus the call's fixed costs. The one-hot array is built before
-#            timing; the one-hot backward skips dx (need_dx=False), as tokens do.
 
 @pytest.mark.parametrize("config,dtype,threads,pas,impl",
                          cases(["TOK", "TOKPROJ"], ["crnn-tokens", "crnn-onehot"]))
 def test_tokens(benchmark, config, dtype, threads, pas, impl):
-    T, B, D, H = TOK if config == "TOK" else TOKPROJ
-    act = "tanh" if config == "TOK" else "identity"
-    layer = crnn.Layer(D, H, activation=act, dtype=dtype, seed=0)
-    rng = np.random.default_rng(0)
-    ids = rng.integers(0, D, size=(T, B))
-    dy = rng.standard_normal((T, B, H)).astype(dtype)
-    x = ids if impl == "crnn-tokens" else np.eye(D, dtype=dtype)[ids]
-    fn = crnn_fn(layer, x, dy, pas, need_dx=False)
-    with limit_threads(threads):
-        measure(benchmark, fn, group=group_name(config, pas, dtype, threads),
-                config=config, impl=impl, dtype=dtype, threads=threads, **{"pass": pas},
-                shape=dict(T=T, B=B, D=D, H=H), flops=layer_flops(T, B, D, H, pas))
+    run_contender(benchmark, config, dtype, threads, pas, impl)
 
 
 # --------------------------------------------------------------------------
-# the ceiling: ?GEMM on 2048 x 2048 through SciPy's BLAS (the one crnn calls)
+# the groups the performance targets read, again, with their contenders'
+# rounds interleaved: round r runs every contender once (the order rotating
+# from round to round), so that a slow spell of the shared machine hits
+# every contender alike. One benchmark per group; the per-contender times
+# go to extra_info["interleaved"] ({impl: [seconds per round]}), which
+# ratios.py prefers for the targets.
+
+INTERLEAVED = [("LAT", "fwd"), ("LAT", "fwd+bwd"), ("S", "fwd+bwd"), ("M", "fwd+bwd"),
+               ("L", "fwd+bwd"), ("BI2", "fwd+bwd"), ("TOKPROJ", "fwd")]
+IL_BUDGET = float(os.environ.get("CRNN_BENCH_IL_BUDGET", "4.0"))   # seconds per group, roughly
+IL_MIN_ROUNDS, IL_MAX_ROUNDS = 5, 100
+
+
+def interleaved_cases():
+    out = []
+    for config, pas in INTERLEAVED:
+        marks = [pytest.mark.large] if config in LARGE else []
+        impls = (["crnn-tokens", "crnn-onehot"] if config == "TOKPROJ" else
+                 (["gemm"] if config in LARGE else []) + IMPLS)
+        for dt in DTYPES:
+            for n in ([2] if config == "BI2" else THREADS):
+                out.append(pytest.param(config, np.dtype(dt).name, n, pas, impls, marks=marks,
+                                        id=f"{config}-{np.dtype(dt).name}-{n}T-{pas}"))
+    return out
+
+
+@pytest.mark.parametrize("config,dtype,threads,pas,impls", interleaved_cases())
+def test_interleaved(benchmark, config, dtype, threads, pas, impls):
+    fns, infos = {}, {}
+    for impl in impls:
+        if impl == "torch" and torch is None:
+            continue
+        fns[impl], infos[impl] = contender(config, impl, dtype, pas, threads)
+    times = {impl: [] for impl in fns}
+
+    def rounds():
+        order = list(fns)
+        for fn in fns.values():
+            fn()                                        # warm-up
+        t0 = time.perf_counter()
+        for fn in fns.values():
+            fn()
+        n = max(IL_MIN_ROUNDS, min(IL_MAX_ROUNDS, int(IL_BUDGET / (time.perf_counter() - t0))))
+        for r in range(n):
+            for impl in order[r % len(order):] + order[:r % len(order)]:
+                t = time.perf_counter()
+                fns[impl]()
+                times[impl].append(time.perf_counter() - t)
+
+    with limit_threads(threads):
+        benchmark.group = f"interleaved {group_name(config, pas, dtype, threads)}"
+        benchmark.extra_info.update(config=config, dtype=dtype, threads=threads, impl="interleaved",
+                                    flops={impl: info["flops"] for impl, info in infos.items()},
+                                    loadavg=os.getloadavg()[0], **{"pass": pas})
+        benchmark.pedantic(rounds, rounds=1, iterations=1, warmup_rounds=0)
+    benchmark.extra_info["interleaved"] = times
+
+
+# --------------------------------------------------------------------------
+# the ceiling, last measurement
 
 @pytest.mark.parametrize("dtype", [np.dtype(d).name for d in DTYPES])
 @pytest.mark.parametrize("threads", THREADS)
 def test_gemm_ceiling(benchmark, dtype, threads):
-    gemm_ceiling(benchmark, dtype, threads)
-
-
-def gemm_ceiling(benchmark, dtype, threads, group=None, config="GEMM", pas="gemm"):
-    """The 2048² GEMM, in its own group ("GEMM ...") or, with group/config/pas,
-    as the first contender of a layer group."""
-    rng = np.random.default_rng(0)
-    a = np.asfortranarray(rng.standard_normal((GEMM_N, GEMM_N)).astype(dtype))
-    b = np.asfortranarray(rng.standard_normal((GEMM_N, GEMM_N)).astype(dtype))
-    c = np.zeros((GEMM_N, GEMM_N), dtype, order="F")
-    gemm = sblas.sgemm if dtype == "float32" else sblas.dgemm
-    fn = lambda: gemm(1.0, a, b, beta=0.0, c=c, overwrite_c=True)
-    with limit_threads(threads):
-        measure(benchmark, fn, group=group or f"GEMM {GEMM_N} {dtype} {threads}T", config=config,
-                impl="gemm", dtype=dtype, threads=threads, **{"pass": pas},
-                shape=dict(M=GEMM_N, N=GEMM_N, K=GEMM_N), flops=2 * GEMM_N ** 3)
+    run_contender(benchmark, "GEMM", dtype, threads, "gemm", "gemm",
+                  group=f"GEMM {GEMM_N} {dtype} {threads}T")
 
 
 # --------------------------------------------------------------------------
