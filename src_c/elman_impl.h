@@ -180,6 +180,12 @@ static void FN(softmax_backward_row)(REAL *dz, const REAL *y, const REAL *dy, in
     for (int k = 0; k < O; ++k) dz[k] = y[k] * (dy[k] - dot);
 }
 
+/* The step processed at position `step` of the forward's order. */
+static int FN(step_t)(int reverse, int T, int step)
+{
+    return reverse ? T - 1 - step : step;
+}
+
 /* The step sequence b processes first, and the one it ends on. */
 static int FN(step_of)(int reverse, int len, int T, int last)
 {
@@ -273,7 +279,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     const int pg = FN(use_pgemm)(&gc, work, B, H);
     FN(step_pack)(pg, work, W_hh, H, 1, B);
     for (int step = 0; step < T; ++step) {
-        const int t = s->reverse ? T - 1 - step : step;
+        const int t = FN(step_t)(s->reverse, T, step);
         REAL *a = hs + (size_t)t * BH;
         const REAL *prev = step == 0 ? h0 : hs + (size_t)(s->reverse ? t + 1 : t - 1) * BH;
         if (prev) FN(step_gemm)(&gc, pg, work, 1, B, H, prev, W_hh, a);
@@ -312,12 +318,6 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     }
     restore_threads(&gc);
     return CRNN_OK;
-}
-
-/* The step processed at position `step` of the forward's order. */
-static int FN(step_t)(int reverse, int T, int step)
-{
-    return reverse ? T - 1 - step : step;
 }
 
 int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
