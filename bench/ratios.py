@@ -9,9 +9,10 @@ ceiling of the same dtype and thread count: of the one measured first in the
 same group (M and L forward + backward; same statistic as crnn's, seconds
 apart) and of the run's best (the fastest round of the "GEMM" groups, which
 open and close the run); (2) the targets' groups measured with their
-contenders interleaved round by round (test_interleaved); (3) token ids vs the dense one-hot
-input; (4) the GEMM ceiling; (5) the performance targets and whether each is
-met, from the interleaved groups where the run has them. Several JSON files are merged (a later file's result replaces an earlier
+contenders interleaved round by round (test_interleaved); (3) token ids vs
+the dense one-hot input; (4) the GEMM ceiling; (5) the performance targets
+and whether each is met, from the interleaved groups where the run has them.
+Several JSON files are merged (a later file's result replaces an earlier
 one's for the same benchmark), so a quick run and a large run can be combined.
 Reads only extra_info (config, pass, dtype, threads, impl, flops) and
 stats.median (or, with --stat min, stats.min: steadier on a loaded machine);
@@ -21,6 +22,7 @@ Stdlib only.
 """
 import argparse
 import json
+import statistics
 import sys
 
 LAYER_CONFIGS = ["LAT", "S", "M", "L", "BI2"]
@@ -63,10 +65,10 @@ def load(paths, stat="median"):
                 continue
             key = (e["config"], e["pass"], e["dtype"], int(e["threads"]))
             if e["impl"] == "interleaved":
-                group = il[key] = {}
-                for impl, times in e["interleaved"].items():
-                    group[impl] = (stat_of(times, stat), e["flops"][impl])
-                    group["rounds"] = len(times)
+                pick = min if stat == "min" else statistics.median
+                il[key] = {impl: (pick(times), e["flops"][impl])
+                           for impl, times in e["interleaved"].items()}
+                il[key]["rounds"] = min(len(t) for t in e["interleaved"].values())
                 continue
             # the run's ceiling is the best the BLAS did: its fastest round,
             # whatever `stat`, over every measurement of it (the run's first
@@ -78,14 +80,6 @@ def load(paths, stat="median"):
             runs.setdefault(key, {})[e["impl"]] = (seconds, e["flops"])
     return runs, il, machine
 
-
-def stat_of(times, stat):
-    """The median (mean of the middle two for an even count) or the min."""
-    t = sorted(times)
-    if stat == "min":
-        return t[0]
-    n = len(t)
-    return t[n // 2] if n % 2 else (t[n // 2 - 1] + t[n // 2]) / 2
 
 
 def ceiling_gfs(runs, dtype, threads):
@@ -135,8 +129,7 @@ def table_layers(runs):
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, r in measured(runs, LAYER_CONFIGS):
         cfg, pas, dt, n = key
-        gfs = f"{r['crnn'][1] / r['crnn'][0] / 1e9:.1f}" if "crnn" in r else "—"
-        own = f"{r['gemm'][1] / r['gemm'][0] / 1e9:.1f}" if "gemm" in r else "—"
+        gfs, own = gfs_text(r, "crnn"), gfs_text(r, "gemm")
         pct = [pct_text(fraction_of_ceiling(runs, key)) if "gemm" in r else "—",
                pct_text(fraction_of_ceiling(runs, key, best=True))]
         lines.append(f"| {cfg} | {pas} | {dt} | {n} | {ms(r, 'crnn')} "
@@ -148,6 +141,11 @@ def table_layers(runs):
 
 def pct_text(frac):
     return "—" if frac is None else f"{100 * frac:.0f} %"
+
+
+def gfs_text(r, impl):
+    """impl's GF/s in group r, or a dash."""
+    return f"{r[impl][1] / r[impl][0] / 1e9:.1f}" if impl in r else "—"
 
 
 def measured(runs, configs):
@@ -216,7 +214,7 @@ def table_interleaved(il):
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, r in measured(il, LAYER_CONFIGS + TOKEN_CONFIGS):
         cfg, pas, dt, n = key
-        own = f"{r['gemm'][1] / r['gemm'][0] / 1e9:.1f}" if "gemm" in r else "—"
+        own = gfs_text(r, "gemm")
         pct = pct_text(fraction_of_ceiling(il, key)) if "gemm" in r else "—"
         crnn_ms = ms(r, "crnn") if "crnn" in r else ms(r, "crnn-tokens")
         lines.append(f"| {cfg} | {pas} | {dt} | {n} | {r['rounds']} | {crnn_ms} "

@@ -174,9 +174,7 @@ def contender(config, impl, dtype, pas, threads):
         if impl == "crnn":
             fn = crnn_fn(stack, x, dy, pas)
         elif impl == "numpy":
-            model = NumpyBiStack.from_stack(stack)
-            fn = (lambda: model.forward(x)) if pas == "fwd" else (
-                lambda: (model.forward(x), model.backward(dy)))
+            fn = numpy_fn(NumpyBiStack.from_stack(stack), x, dy, pas)
         else:
             need_torch()
             fn = torch_fn(torch_rnn_from_stack(stack), x, dy, pas)
@@ -202,6 +200,12 @@ def run_contender(benchmark, config, dtype, threads, pas, impl, group=None):
         measure(benchmark, fn, group=group or group_name(config, pas, dtype, threads), **info)
 
 
+def run_ceiling(benchmark, dtype, threads):
+    """The run's own GEMM ceiling group, measured first and last."""
+    run_contender(benchmark, "GEMM", dtype, threads, "gemm", "gemm",
+                  group=f"GEMM {GEMM_N} {dtype} {threads}T")
+
+
 # --------------------------------------------------------------------------
 # the ceiling, first measurement (the last one closes the file): a shared
 # machine's speed drifts during the run, and ratios.py takes the faster
@@ -209,8 +213,7 @@ def run_contender(benchmark, config, dtype, threads, pas, impl, group=None):
 @pytest.mark.parametrize("dtype", [np.dtype(d).name for d in DTYPES])
 @pytest.mark.parametrize("threads", THREADS)
 def test_gemm_ceiling_first(benchmark, dtype, threads):
-    run_contender(benchmark, "GEMM", dtype, threads, "gemm", "gemm",
-                  group=f"GEMM {GEMM_N} {dtype} {threads}T")
+    run_ceiling(benchmark, dtype, threads)
 
 
 # --------------------------------------------------------------------------
@@ -305,8 +308,7 @@ def test_interleaved(benchmark, config, dtype, threads, pas, impls):
 @pytest.mark.parametrize("dtype", [np.dtype(d).name for d in DTYPES])
 @pytest.mark.parametrize("threads", THREADS)
 def test_gemm_ceiling(benchmark, dtype, threads):
-    run_contender(benchmark, "GEMM", dtype, threads, "gemm", "gemm",
-                  group=f"GEMM {GEMM_N} {dtype} {threads}T")
+    run_ceiling(benchmark, dtype, threads)
 
 
 # --------------------------------------------------------------------------
