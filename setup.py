@@ -16,15 +16,16 @@ debug = os.environ.get("CRNN_DEBUG", "") not in ("", "0")
 cflags = ["-std=c99", "-O0", "-g"] if debug else ["-std=c99", "-O3"]
 # -fno-trapping-math lets GCC if-convert the selects in the vectorised
 # activations (src_c/vmath.h); it changes no value. Never -ffast-math.
-cflags += ["-fno-fast-math", "-fno-trapping-math", "-Wall"]
+cflags += ["-fno-fast-math", "-fno-trapping-math", "-Wall", "-pthread"]
 
 ext = Extension(
     "crnn._core",
-    sources=["crnn/_core.pyx", "src_c/elman.c"],
+    sources=["crnn/_core.pyx", "src_c/elman.c", "src_c/par.c"],
     include_dirs=["src_c", np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=cflags,
     libraries=["m"],
+    extra_link_args=["-pthread"],
     depends=[str(p) for p in Path("src_c").glob("*.h")],
 )
 

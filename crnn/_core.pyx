@@ -56,6 +56,8 @@ _blas.set_threads = NULL
 _blas.threads = 1
 _blas.mt_flops = CRNN_MT_FLOPS
 _blas.mt_flops_step = CRNN_MT_FLOPS_STEP
+_blas.par = crnn_par_run2
+_blas.par_flops = CRNN_PAR_FLOPS
 _set_addr, _get_addr = _locate_thread_control()
 if _set_addr and _get_addr:
     _blas.set_threads = <_set_threads_fn><size_t>_set_addr
@@ -67,20 +69,28 @@ def thread_control():
     return _blas.set_threads != NULL
 
 
-def mt_flops(whole=None, step=None):
-    """The flop counts from which a product may use more than one BLAS
-    thread: `whole` for the whole-sequence products, `step` for those inside
-    the time loop; smaller products run on one thread, larger ones on the
-    count the BLAS has when the call starts (set it with threadpoolctl).
-    Sets the ones given; returns the previous (whole, step)."""
-    old = (_blas.mt_flops, _blas.mt_flops_step)
-    for name, value in (("whole", whole), ("step", step)):
+def mt_flops(whole=None, step=None, par=None):
+    """The flop counts from which crnn uses more than one thread, when the
+    BLAS has two or more at the call's start (set them with threadpoolctl):
+    `whole`: a whole-sequence product runs on the BLAS's threads;
+    `step`: a product inside the time loop does;
+    `par`: with two threads, crnn runs the call on two threads of its own
+    and the BLAS on one: a time loop (the forward's, or one chunk of the
+    backward's) of a batch of B >= 4 with `par` flops or more runs as two
+    halves of the batch at once, and whole-sequence products from `whole`
+    flops on are split in two halves; float("inf") turns this off, and the
+    BLAS's own threads do the large products (`whole`, `step`) instead.
+    Sets the ones given; returns the previous (whole, step, par)."""
+    old = (_blas.mt_flops, _blas.mt_flops_step, _blas.par_flops)
+    for name, value in (("whole", whole), ("step", step), ("par", par)):
         if value is not None and not value >= 0:
             raise ValueError(f"mt_flops {name} must be >= 0, got {value!r}")
     if whole is not None:
         _blas.mt_flops = whole
     if step is not None:
         _blas.mt_flops_step = step
+    if par is not None:
+        _blas.par_flops = par
     return old
 
 

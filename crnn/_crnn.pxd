@@ -24,6 +24,9 @@ cdef extern from "crnn.h" nogil:
     ctypedef void (*crnn_sgemv_fn)(char *trans, int *m, int *n, float *alpha, float *a, int *lda, float *x, int *incx, float *beta, float *y, int *incy) noexcept nogil
     ctypedef void (*crnn_dgemv_fn)(char *trans, int *m, int *n, double *alpha, double *a, int *lda, double *x, int *incx, double *beta, double *y, int *incy) noexcept nogil
 
+    ctypedef void (*crnn_job_fn)(void *arg) noexcept nogil
+    ctypedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1) noexcept nogil
+
     ctypedef struct crnn_blas:
         crnn_sgemm_fn sgemm
         crnn_dgemm_fn dgemm
@@ -33,9 +36,14 @@ cdef extern from "crnn.h" nogil:
         int threads
         double mt_flops
         double mt_flops_step
+        crnn_par_fn par
+        double par_flops
 
     double CRNN_MT_FLOPS
     double CRNN_MT_FLOPS_STEP
+    double CRNN_PAR_FLOPS
+
+    void crnn_par_run2(crnn_job_fn job, void *arg0, void *arg1)
 
     ctypedef struct crnn_shape:
         int T, B, D, H, O

@@ -58,6 +58,13 @@ typedef void (*crnn_sgemv_fn)(char *trans, int *m, int *n, float *alpha, float *
 typedef void (*crnn_dgemv_fn)(char *trans, int *m, int *n, double *alpha, double *a, int *lda,
                               double *x, int *incx, double *beta, double *y, int *incy);
 
+/* Two-way parallelism for the time loop, optional: par(job, arg0, arg1) runs
+ * job(arg0) and job(arg1) at the same time, on two threads, and returns when
+ * both are done (running them one after the other is correct too, only
+ * slower). crnn_par_run2 is one. */
+typedef void (*crnn_job_fn)(void *arg);
+typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
+
 /* The BLAS the core calls. gemv is optional (NULL: gemm does everything); with
  * it, products with a single row or column -- every per-step product when
  * B = 1 and no `work` is given -- go to gemv, which some OpenBLAS kernels run
@@ -67,8 +74,25 @@ typedef void (*crnn_dgemv_fn)(char *trans, int *m, int *n, double *alpha, double
  * handful per call), from mt_flops_step for the products inside the time
  * loop (one or two per step), where extra threads mostly add synchronisation
  * and, when another process holds a core, stall for milliseconds on every
- * step. The count in force on return is `threads`. CRNN_MT_FLOPS and
- * CRNN_MT_FLOPS_STEP are the suggested values. */
+ * step. The count in force on return is `threads`.
+ * par is optional. With it, threads = 2 and the time loop on the packed
+ * W_hh (work given, AVX2 and FMA), the call runs on its own two threads
+ * instead of the BLAS's: the BLAS gets one thread throughout; a
+ * whole-sequence product of at least mt_flops flops and at least
+ * 2*CRNN_SPLIT_ALIGN rows or columns is split into two halves of them run
+ * at once, at a multiple of CRNN_SPLIT_ALIGN (so that a BLAS whose register
+ * tiles divide it computes each element as in the whole product); and a
+ * time loop -- the
+ * forward's, or one chunk of the backward's -- of a batch with B >= 4 and at
+ * least par_flops flops in its products runs as two halves of the batch at
+ * once. A batch's sequences are independent, so each half is the whole loop
+ * over its own rows, with no synchronisation between steps; on the packed
+ * W_hh the results are the same bits as on one thread. (The BLAS's own
+ * threads are not used meanwhile because OpenBLAS's idle threads spin on
+ * the cores for a while after each multi-threaded product, and a thread of
+ * crnn's would share a core with them.) Otherwise -- other thread counts,
+ * no work, par_flops = infinity -- par is not used. CRNN_MT_FLOPS,
+ * CRNN_MT_FLOPS_STEP and CRNN_PAR_FLOPS are the suggested values. */
 typedef struct {
     crnn_sgemm_fn sgemm;
     crnn_dgemm_fn dgemm;
@@ -78,10 +102,20 @@ typedef struct {
     int threads;
     double mt_flops;
     double mt_flops_step;
+    crnn_par_fn par;
+    double par_flops;
 } crnn_blas;
 
 #define CRNN_MT_FLOPS 4194304.0         /* 2^22 flops, about 0.1 ms on one core */
 #define CRNN_MT_FLOPS_STEP 33554432.0   /* 2^25 flops, about 0.5 ms on one core */
+#define CRNN_PAR_FLOPS 4194304.0        /* 2^22 flops */
+#define CRNN_SPLIT_ALIGN 64
+
+/* A crnn_par_fn: job(arg1) runs on a worker thread, started on first use,
+ * that waits (blocked, not spinning) between calls; job(arg0) on the calling
+ * thread. Where POSIX threads are missing, or the worker cannot be started,
+ * or another thread's call is using it, both run on the calling thread. */
+void crnn_par_run2(crnn_job_fn job, void *arg0, void *arg1);
 
 typedef struct {
     int T, B, D, H, O;       /* O = 0: no output projection, the output is h */

@@ -11,28 +11,42 @@
  * time (GCC function multiversioning, x86-64 with glibc ifunc); without FMA
  * contraction (-std=c99 keeps -ffp-contract=off) every version computes the
  * same bits. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__SANITIZE_THREAD__)  /* ThreadSanitizer is not up yet when ifuncs resolve */
 #define CRNN_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #else
 #define CRNN_CLONES
 #endif
 
-/* The thread count in force during one kernel call (see crnn_blas). */
+/* The thread policy of one kernel call (see crnn_blas). */
 typedef struct {
     const crnn_blas *blas;
-    int now;  /* the count last set, 0 = unknown */
+    int now;  /* the BLAS thread count last set, 0 = unknown */
+    int own;  /* the call runs on crnn's own two threads (own_pair) */
 } gemm_ctx;
 
-/* The thread count the policy gives a product of `flops` flops. */
-static int policy_threads(const crnn_blas *b, double flops, int in_loop)
+/* Whether a call runs on crnn's own two threads: crnn_blas.par, threads = 2,
+ * a finite par_flops, and the time loop on the packed W_hh (packed), whose
+ * results do not depend on how the batch is split. The BLAS then always
+ * gets one thread, and large products and time loops are split in two
+ * halves run at once. */
+static int own_pair(const crnn_blas *b, int packed)
 {
+    return packed && b->par && b->threads == 2 && b->par_flops <= DBL_MAX;
+}
+
+/* The BLAS thread count the policy gives a product of `flops` flops. */
+static int policy_threads(const gemm_ctx *g, double flops, int in_loop)
+{
+    const crnn_blas *b = g->blas;
+    if (g->own) return 1;
     double from = in_loop ? b->mt_flops_step : b->mt_flops;
     return flops >= from && b->threads > 1 ? b->threads : 1;
 }
 
 static void use_threads(gemm_ctx *g, double flops, int in_loop)
 {
-    int want = policy_threads(g->blas, flops, in_loop);
+    int want = policy_threads(g, flops, in_loop);
     if (g->blas->set_threads && want != g->now) {
         g->blas->set_threads(want);
         g->now = want;

@@ -44,6 +44,17 @@ int64_t FN(crnn_elman_worksize)(int B, int D, int H, int tokens)
  * single-row or single-column C goes to gemv when the table has it. in_loop:
  * the product is one of the time loop's (for the thread policy). BLAS
  * never writes A or B, the casts only meet its Fortran signature. */
+typedef struct {
+    gemm_ctx *gc;
+    char ta, tb;
+    int M, N, K, lda, ldb, ldc;
+    REAL alpha, beta;
+    const REAL *A, *B;
+    REAL *C;
+} FN(gemm_args);
+
+static void FN(gemm_job)(void *arg);
+
 static void FN(rm_gemm)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int N, int K,
                         REAL alpha, const REAL *A, int lda, const REAL *B, int ldb,
                         REAL beta, REAL *C, int ldc)
@@ -56,6 +67,34 @@ static void FN(rm_gemm)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int 
         return;
     }
     use_threads(gc, 2.0 * M * N * K, in_loop);
+    const int wide = M >= N ? M : N;
+    if (!in_loop && gc->own && 2.0 * M * N * K >= gc->blas->mt_flops &&
+        wide >= 2 * CRNN_SPLIT_ALIGN) {
+        /* crnn's own two threads: the rows (or columns) of C in two halves,
+         * each a one-thread product of its own, split at a multiple of
+         * CRNN_SPLIT_ALIGN: every element then falls in the same place of
+         * the BLAS's register tiles as in the whole product (same bits) */
+        crnn_blas one = *gc->blas;
+        one.threads = 1;
+        gemm_ctx g0 = {&one, 1, 0}, g1 = {&one, 1, 0};
+        FN(gemm_args) first = {&g0, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
+        FN(gemm_args) second = first;
+        const int cut = (wide / 2 + CRNN_SPLIT_ALIGN / 2) / CRNN_SPLIT_ALIGN * CRNN_SPLIT_ALIGN;
+        second.gc = &g1;
+        if (M >= N) {
+            first.M = cut;
+            second.M = M - cut;
+            second.A = A + (ta == 'N' ? (size_t)cut * lda : (size_t)cut);
+            second.C = C + (size_t)cut * ldc;
+        } else {
+            first.N = cut;
+            second.N = N - cut;
+            second.B = B + (tb == 'N' ? (size_t)cut : (size_t)cut * ldb);
+            second.C = C + cut;
+        }
+        gc->blas->par(FN(gemm_job), &first, &second);
+        return;
+    }
     const crnn_blas *bl = gc->blas;
     if (bl->GEMV_PTR && M == 1) {
         /* c^T (N) = op(B)^T a: op(B)^T is B's column-major buffer ('N', N x K)
@@ -77,39 +116,114 @@ static void FN(rm_gemm)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int 
                  &beta, C, &ldc);
 }
 
+static void FN(gemm_job)(void *arg)
+{
+    const FN(gemm_args) *g = arg;
+    FN(rm_gemm)(g->gc, 0, g->ta, g->tb, g->M, g->N, g->K, g->alpha, g->A, g->lda, g->B, g->ldb,
+                g->beta, g->C, g->ldc);
+}
+
+/* Whether a time loop of `steps` steps runs as two halves of the batch at
+ * once: crnn's own two threads, B >= 4 (so that each half has the M > 1
+ * layout the packed W_hh was made for) and enough work. */
+static int FN(split_loop)(const gemm_ctx *gc, int B, int H, int steps)
+{
+    return gc->own && B >= 4 && 2.0 * B * H * H * steps >= gc->blas->par_flops;
+}
+
+/* The thread policy of a call given `work` (or NULL). */
+static gemm_ctx FN(call_ctx)(const crnn_blas *blas, const REAL *work)
+{
+    gemm_ctx gc = {blas, 0, own_pair(blas, CRNN_PGEMM && work && cpu_has_pgemm())};
+    return gc;
+}
+
 /* Whether the time loop's products (B,H)x(H,H) run on a W_hh packed into
  * work (pgemm_impl.h): the caller gave work, the CPU has AVX2 and FMA, and
- * the BLAS would run them on one thread. */
+ * the BLAS would run them on one thread (always, on crnn's own threads). */
 static int FN(use_pgemm)(const gemm_ctx *gc, const REAL *work, int B, int H)
 {
-    int one_thread = policy_threads(gc->blas, 2.0 * B * H * H, 1) == 1;
+    int one_thread = policy_threads(gc, 2.0 * B * H * H, 1) == 1;
     return CRNN_PGEMM && work && one_thread && cpu_has_pgemm();
 }
 
-/* The step's product C (B,H) += A (B,H) W_hh^T (forward) or A W_hh
- * (backward, transposed = 0): on the packed W_hh in work when pg is set,
- * else through the BLAS. */
-static void FN(step_gemm)(gemm_ctx *gc, int pg, REAL *work, int transposed, int B, int H,
-                          const REAL *A, const REAL *W_hh, REAL *C)
+/* One time loop -- the forward's, or one chunk of the backward's -- over the
+ * rows b0 .. b1-1 of each step. A batch's sequences are independent, so the
+ * two halves of a batch can run at the same time (run_loop). */
+typedef struct {
+    const crnn_shape *s;
+    gemm_ctx *gc;            /* the BLAS, for the products when pg is 0 */
+    int pg;                  /* the products on the packed W_hh at bp, A block at ap */
+    const REAL *bp;
+    REAL *ap;
+    const REAL *W_hh;
+    const int64_t *lengths;
+    int b0, b1;
+    /* forward */
+    REAL *hs;                /* (T,B,H) a_t in, h_t out */
+    const REAL *h0;          /* (B,H) or NULL */
+    /* backward, over the steps lo .. hi-1 (in the forward's order) of a chunk
+     * whose first t is t0 */
+    const REAL *hs_in;       /* (T,B,H) the forward's h_t */
+    REAL *da;                /* (C,B,H) dL/dh_t in, dL/da_t out */
+    REAL *carry, *dh0;       /* (B,H) dL/dh of the step before the chunk; dL/dh0 */
+    int lo, hi, t0;
+} FN(loop);
+
+/* The step's product C (M,H) += A (M,H) W_hh^T (forward) or A W_hh
+ * (backward, transposed = 0), for M = b1 - b0 rows: on the packed W_hh when
+ * pg is set, else through the BLAS. */
+static void FN(step_gemm)(const FN(loop) *L, int transposed, const REAL *A, REAL *C)
 {
+    const int M = L->b1 - L->b0, H = L->s->H;
 #if CRNN_PGEMM
-    if (pg) {
-        FN(pg_gemm)(B, H, H, A, H, C, H, work);
+    if (L->pg) {
+        FN(pg_gemm)(M, H, H, A, H, C, H, L->bp, L->ap);
         return;
     }
-#else
-    (void)pg, (void)work;
 #endif
-    FN(rm_gemm)(gc, 1, 'N', transposed ? 'T' : 'N', B, H, H, 1, A, H, W_hh, H, 1, C, H);
+    FN(rm_gemm)(L->gc, 1, 'N', transposed ? 'T' : 'N', M, H, H, 1, A, H, L->W_hh, H, 1, C, H);
 }
 
-/* Pack W_hh (transposed for the forward) into work when pg is set. */
-static void FN(step_pack)(int pg, REAL *work, const REAL *W_hh, int H, int transposed, int B)
+static void FN(forward_rows)(void *arg);
+static void FN(backward_rows)(void *arg);
+
+/* Run a loop job over the whole batch: as two halves at once when split
+ * (each with its own A block and a one-thread BLAS table), else here. */
+static void FN(run_loop)(FN(loop) *L, crnn_job_fn job, int split)
+{
+    L->b0 = 0;
+    L->b1 = L->s->B;
+    if (!split) {
+        job(L);
+        return;
+    }
+    use_threads(L->gc, 0, 1);  /* the BLAS on one thread while the halves run */
+    crnn_blas one = *L->gc->blas;
+    one.threads = 1;
+    gemm_ctx g0 = {&one, 1, 0}, g1 = {&one, 1, 0};
+    FN(loop) first = *L, second = *L;
+    first.b1 = second.b0 = (L->s->B + 1) / 2;
+    first.gc = &g0;
+    second.gc = &g1;
+#if CRNN_PGEMM
+    if (L->pg) second.ap = L->ap + FN(pg_ablock_size)(L->s->B, L->s->H);
+#endif
+    L->gc->blas->par(job, &first, &second);
+}
+
+/* Pack W_hh (transposed for the forward) into work when pg is set, and
+ * point L's bp and ap at it and at the A blocks after it. */
+static void FN(step_pack)(FN(loop) *L, REAL *work, int transposed)
 {
 #if CRNN_PGEMM
-    if (pg) FN(pg_pack_b)(work, W_hh, H, H, transposed, B);
+    const int B = L->s->B, H = L->s->H;
+    if (!L->pg) return;
+    FN(pg_pack_b)(work, L->W_hh, H, H, transposed, B);
+    L->bp = work;
+    L->ap = work + FN(pg_packed_size)(H, H);
 #else
-    (void)pg, (void)work, (void)W_hh, (void)H, (void)transposed, (void)B;
+    (void)L, (void)work, (void)transposed;
 #endif
 }
 
@@ -218,6 +332,58 @@ static int FN(check)(const crnn_shape *s, const crnn_blas *blas, const int64_t *
     return CRNN_OK;
 }
 
+/* The forward's recurrence over rows b0 .. b1-1: a_t += h_prev W_hh^T (one
+ * product per step), h_t = f(a_t), 0 at padded steps. */
+static void FN(forward_rows)(void *arg)
+{
+    const FN(loop) *L = arg;
+    const crnn_shape *s = L->s;
+    const int T = s->T, H = s->H, b0 = L->b0, b1 = L->b1;
+    const size_t BH = (size_t)s->B * H, off = (size_t)b0 * H, n = (size_t)(b1 - b0) * H;
+    for (int step = 0; step < T; ++step) {
+        const int t = FN(step_t)(s->reverse, T, step);
+        REAL *a = L->hs + (size_t)t * BH;
+        const REAL *prev = step == 0 ? L->h0 : L->hs + (size_t)(s->reverse ? t + 1 : t - 1) * BH;
+        if (prev) FN(step_gemm)(L, 1, prev + off, a + off);
+        FN(act_forward)(a + off, a + off, n, s->activation);
+        if (L->lengths)
+            for (int b = b0; b < b1; ++b)
+                if (t >= L->lengths[b]) memset(a + (size_t)b * H, 0, H * sizeof(REAL));
+    }
+}
+
+/* BPTT over one chunk's steps, rows b0 .. b1-1. On entry to a step, da[t]
+ * holds the whole dL/dh_t (its successor has added dL/dh_t W_hh already); it
+ * leaves as dL/da_t = dL/dh_t * f'(a_t), 0 at padded steps. */
+static void FN(backward_rows)(void *arg)
+{
+    const FN(loop) *L = arg;
+    const crnn_shape *s = L->s;
+    const int T = s->T, H = s->H, rev = s->reverse, b0 = L->b0, b1 = L->b1;
+    const int64_t *lengths = L->lengths;
+    const size_t BH = (size_t)s->B * H, off = (size_t)b0 * H, n = (size_t)(b1 - b0) * H;
+    for (int step = L->hi - 1; step >= L->lo; --step) {
+        const int t = FN(step_t)(rev, T, step);
+        REAL *g = L->da + (size_t)(t - L->t0) * BH;
+        if (lengths)
+            for (int b = b0; b < b1; ++b) {
+                if (t < lengths[b]) continue;
+                /* a reversed sequence of length t: what reached h_t came
+                 * from step t-1, whose h_prev was h0 */
+                if (rev && lengths[b] == t)
+                    for (int j = 0; j < H; ++j) L->dh0[(size_t)b * H + j] += g[(size_t)b * H + j];
+                memset(g + (size_t)b * H, 0, H * sizeof(REAL));
+            }
+        FN(act_backward)(g + off, L->hs_in + (size_t)t * BH + off, n, s->activation);
+        /* dL/dh_prev += da_t W_hh: into the predecessor step, the carry for
+         * the next chunk, or dh0 */
+        REAL *gprev = step == 0 ? L->dh0 : step == L->lo ? L->carry
+                    : L->da + (size_t)(FN(step_t)(rev, T, step - 1) - L->t0) * BH;
+        if (gprev == L->carry) memset(gprev + off, 0, n * sizeof(REAL));
+        FN(step_gemm)(L, 0, g + off, gprev + off);
+    }
+}
+
 int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
                            const REAL *x, const int64_t *tokens, const REAL *h0,
                            const int64_t *lengths,
@@ -229,12 +395,11 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     if (rc) return rc;
     const int T = s->T, B = s->B, D = s->D, H = s->H, O = s->O;
     const int TB = T * B;
-    const size_t BH = (size_t)B * H;
-    const REAL *bh = s->bias ? b_h : NULL;
+        const REAL *bh = s->bias ? b_h : NULL;
     if (!hs || !h_last || !W_xh || !W_hh || (!x && !tokens) || (s->bias && !b_h))
         return CRNN_ENULL;
     if (O > 0 && (!y || !W_hy || (s->bias && !b_y))) return CRNN_ENULL;
-    gemm_ctx gc = {blas, 0};
+    gemm_ctx gc = FN(call_ctx)(blas, work);
 
     /* hs <- X W_xh^T + b_h for all T*B rows at once: one GEMM, or a gather of
      * W_xh's columns for one-hot tokens. */
@@ -275,19 +440,11 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
         }
     }
 
-    /* The recurrence: a_t += h_prev W_hh^T (one GEMM per step), h_t = f(a_t). */
-    const int pg = FN(use_pgemm)(&gc, work, B, H);
-    FN(step_pack)(pg, work, W_hh, H, 1, B);
-    for (int step = 0; step < T; ++step) {
-        const int t = FN(step_t)(s->reverse, T, step);
-        REAL *a = hs + (size_t)t * BH;
-        const REAL *prev = step == 0 ? h0 : hs + (size_t)(s->reverse ? t + 1 : t - 1) * BH;
-        if (prev) FN(step_gemm)(&gc, pg, work, 1, B, H, prev, W_hh, a);
-        FN(act_forward)(a, a, BH, s->activation);
-        if (lengths)
-            for (int b = 0; b < B; ++b)
-                if (t >= lengths[b]) memset(a + (size_t)b * H, 0, H * sizeof(REAL));
-    }
+    /* The recurrence (forward_rows), on one thread or on two halves of the batch. */
+    FN(loop) L = {.s = s, .gc = &gc, .pg = FN(use_pgemm)(&gc, work, B, H),
+                  .W_hh = W_hh, .lengths = lengths, .hs = hs, .h0 = h0};
+    FN(step_pack)(&L, work, 1);
+    FN(run_loop)(&L, FN(forward_rows), FN(split_loop)(&gc, B, H, T));
 
     for (int b = 0; b < B; ++b) {
         int len = lengths ? (int)lengths[b] : T;
@@ -341,7 +498,7 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
         (!x && !tokens) || (s->bias && !db_h))
         return CRNN_ENULL;
     if (O > 0 && (!y || !W_hy || !dz || !dW_hy || (s->bias && !db_y))) return CRNN_ENULL;
-    gemm_ctx gc = {blas, 0};
+    gemm_ctx gc = FN(call_ctx)(blas, work);
     REAL *carry = da + (size_t)C * BH;  /* dL/dh of the step before a chunk */
 
 #define VALID(t, b) (!lengths || (t) < lengths[b])
@@ -354,8 +511,11 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
             if (lengths[b] == 0)
                 for (int j = 0; j < H; ++j) dh0[(size_t)b * H + j] += dstate[(size_t)b * H + j];
 
-    const int pg = FN(use_pgemm)(&gc, work, B, H);
-    FN(step_pack)(pg, work, W_hh, H, 0, B);
+    /* each chunk's time loop (backward_rows), on one thread or on two
+     * halves of the batch */
+    FN(loop) L = {.s = s, .gc = &gc, .pg = FN(use_pgemm)(&gc, work, B, H), .W_hh = W_hh,
+                  .lengths = lengths, .hs_in = hs, .da = da, .carry = carry, .dh0 = dh0};
+    FN(step_pack)(&L, work, 0);
     REAL *wt = tokens ? FN(token_block)(work, B, H) : NULL;  /* dW_xh^T, summed first */
     if (wt) memset(wt, 0, (size_t)D * H * sizeof(REAL));
 
@@ -413,28 +573,11 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
             for (size_t i = 0; i < BH; ++i) g[i] += carry[i];
         }
 
-        /* BPTT over the chunk. On entry to a step, da[t] holds the whole
-         * dL/dh_t (its successor has added dL/dh_t W_hh already); it leaves
-         * as dL/da_t = dL/dh_t * f'(a_t). */
-        for (int step = hi - 1; step >= lo; --step) {
-            const int t = FN(step_t)(rev, T, step);
-            REAL *g = DA(t);
-            if (lengths)
-                for (int b = 0; b < B; ++b) {
-                    if (VALID(t, b)) continue;
-                    /* a reversed sequence of length t: what reached h_t came
-                     * from step t-1, whose h_prev was h0 */
-                    if (rev && lengths[b] == t)
-                        for (int j = 0; j < H; ++j) dh0[(size_t)b * H + j] += g[(size_t)b * H + j];
-                    memset(g + (size_t)b * H, 0, H * sizeof(REAL));
-                }
-            FN(act_backward)(g, hs + (size_t)t * BH, BH, s->activation);
-            /* dL/dh_prev += da_t W_hh: into the predecessor step, the carry
-             * for the next chunk, or dh0 */
-            REAL *gprev = step == 0 ? dh0 : step == lo ? carry : DA(FN(step_t)(rev, T, step - 1));
-            if (gprev == carry) memset(carry, 0, BH * sizeof(REAL));
-            FN(step_gemm)(&gc, pg, work, 0, B, H, g, W_hh, gprev);
-        }
+        /* BPTT over the chunk (backward_rows) */
+        L.lo = lo;
+        L.hi = hi;
+        L.t0 = t0;
+        FN(run_loop)(&L, FN(backward_rows), FN(split_loop)(&gc, B, H, n));
 
         /* The chunk's parameter gradients from da (0 at padded steps). */
         if (s->bias)

@@ -28,11 +28,23 @@
 #define PG_NR (2 * VL)
 #define PG_KC 256
 
-/* REALs of workspace: the packed Bm, then one A block. */
+/* REALs of the packed Bm (K,N). */
+static int64_t FN(pg_packed_size)(int N, int K)
+{
+    return (int64_t)((N + PG_NR - 1) / PG_NR) * PG_NR * K;
+}
+
+/* REALs of one A block, for products of up to M rows. */
+static int64_t FN(pg_ablock_size)(int M, int K)
+{
+    return (int64_t)((M + PG_MR - 1) / PG_MR) * PG_MR * (K < PG_KC ? K : PG_KC);
+}
+
+/* REALs of workspace: the packed Bm, then two A blocks (one for each half of
+ * a time loop split in two, crnn_blas.par). */
 static int64_t FN(pg_worksize)(int M, int N, int K)
 {
-    int64_t panels = (N + PG_NR - 1) / PG_NR, slivers = (M + PG_MR - 1) / PG_MR;
-    return panels * PG_NR * K + slivers * PG_MR * (int64_t)(K < PG_KC ? K : PG_KC);
+    return FN(pg_packed_size)(N, K) + 2 * FN(pg_ablock_size)(M, K);
 }
 
 /* Pack Bm (K,N) = W^T (transposed: W is (N,K)) or W (W is (K,N)) into bp,
@@ -125,12 +137,12 @@ FN(pg_row)(int np, int nr, int kc, const REAL *a, const REAL *bp, REAL *C)
         FN(pg_add)(C + q * PG_NR, acc[q][0], acc[q][1], q < np - 1 ? PG_NR : nr);
 }
 
-/* C (M,N) += A (M,K) Bm, Bm packed by pg_pack_b in work, A's block after it. */
+/* C (M,N) += A (M,K) Bm, Bm packed by pg_pack_b at bp; A copied into the A
+ * block ap (pg_ablock_size(M, K) REALs) unless M = 1. */
 __attribute__((target("avx2,fma"))) static void
-FN(pg_gemm)(int M, int N, int K, const REAL *A, int lda, REAL *C, int ldc, REAL *work)
+FN(pg_gemm)(int M, int N, int K, const REAL *A, int lda, REAL *C, int ldc, const REAL *bp,
+            REAL *ap)
 {
-    const REAL *bp = work;
-    REAL *ap = work + (size_t)((N + PG_NR - 1) / PG_NR) * PG_NR * K;
     for (int k0 = 0; k0 < K; k0 += PG_KC) {
         const int kc = K - k0 < PG_KC ? K - k0 : PG_KC;
         if (M == 1) {  /* one row: read A in place, four panels at a time */

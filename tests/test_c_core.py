@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 SRC_C = Path(__file__).resolve().parents[1] / "src_c"
-SOURCES = [SRC_C / "tests" / "test_core.c", SRC_C / "elman.c", SRC_C / "blas_ref.c"]
-CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+SOURCES = [SRC_C / "tests" / "test_core.c", SRC_C / "elman.c", SRC_C / "par.c",
+           SRC_C / "blas_ref.c"]
+CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
             "-fno-sanitize-recover=all"]
+TSAN = ["-fsanitize=thread"]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +37,9 @@ def _compile(cc, out, flags):
         f"compiling the C tests failed:\n{' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
 
 
-def _run(exe, env=None):
-    proc = subprocess.run([str(exe)], capture_output=True, text=True, env=env, timeout=120)
+def _run(exe, env=None, args=()):
+    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env,
+                          timeout=120)
     assert proc.returncode == 0, (
         f"{exe.name} exited with {proc.returncode}:\n{proc.stderr}{proc.stdout}")
     assert "checks passed" in proc.stdout, proc.stdout
@@ -68,3 +71,14 @@ def test_c_core_sanitized(cc, tmp_path):
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1",
                UBSAN_OPTIONS="print_stacktrace=1")
     _run(exe, env)
+
+
+def test_c_core_threads_race_free(cc, tmp_path):
+    """The tests that run the core on its own two threads (`test_core
+    threads`), under ThreadSanitizer: a data race makes it exit non-zero."""
+    if not _accepts(cc, tmp_path, TSAN):
+        pytest.skip("compiler lacks ThreadSanitizer")
+    exe = tmp_path / "test_core_tsan"
+    _compile(cc, exe, CFLAGS + TSAN)
+    proc = _run(exe, dict(os.environ, TSAN_OPTIONS="halt_on_error=1"), ["threads"])
+    assert "ThreadSanitizer" not in proc.stderr, proc.stderr

@@ -2,7 +2,10 @@
 finite differences (crnn.gradcheck), float32 against float64, input layouts,
 and every error path."""
 import itertools
+import os
 import platform
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -526,6 +529,20 @@ def test_core_activations_match_numpy(act, dtype):
     assert np.all(err <= tol * np.maximum(np.abs(ref), np.finfo(dtype).tiny)), act
 
 
+def _with_policy(run, threads, *mt):
+    """run() with `threads` BLAS threads and crnn._core.mt_flops(*mt) in force."""
+    from threadpoolctl import threadpool_limits
+
+    from crnn import _core
+
+    old = _core.mt_flops(*mt)
+    try:
+        with threadpool_limits(threads):
+            return run()
+    finally:
+        _core.mt_flops(*old)
+
+
 def test_blas_thread_policy_does_not_change_results():
     """Products run on 1 or on the BLAS's thread count depending on their size
     (crnn._core.mt_flops); the numbers must not depend on that choice."""
@@ -537,15 +554,11 @@ def test_blas_thread_policy_does_not_change_results():
     x, lens, h0, dy, ds = _case(30, 24, 40, 48, tokens=False, lengths="mixed", h0=True,
                                 dstate=True, O=8, seed=2)
     base = _run(layer, x, h0, lens, dy, ds)
-    # every whole-sequence product may use every thread; the time loop's stay
-    # on one (on the packed W_hh where the CPU allows: a different summation
-    # order than the BLAS's, see test_packed_time_loop_*)
-    old = _core.mt_flops(0)
-    try:
-        with threadpool_limits(2):
-            got = _run(layer, x, h0, lens, dy, ds)
-    finally:
-        _core.mt_flops(*old)
+    # every whole-sequence product may use every thread (at two, crnn's own:
+    # test_own_two_threads_give_the_same_bits); the time loop's stay on one
+    # (on the packed W_hh where the CPU allows: a different summation order
+    # than the BLAS's, see test_packed_time_loop_*)
+    got = _with_policy(lambda: _run(layer, x, h0, lens, dy, ds), 2, 0)
     for a, b in zip(got, base):
         np.testing.assert_array_equal(a, b)
     # the time loop's products on the BLAS (packed=False), on 1 or 2 threads
@@ -554,18 +567,57 @@ def test_blas_thread_policy_does_not_change_results():
                                 dstate=True, O=None, seed=3)
     with threadpool_limits(1):
         base = _core_run(plain, x, h0, lens, dy, ds, packed=False)
-    old = _core.mt_flops(0, 0)  # every product may use every thread
-    try:
-        with threadpool_limits(2):
-            got = _core_run(plain, x, h0, lens, dy, ds, packed=False)
-    finally:
-        _core.mt_flops(*old)
+    # every product may use every thread
+    got = _with_policy(lambda: _core_run(plain, x, h0, lens, dy, ds, packed=False), 2, 0, 0)
+    old = _core.mt_flops()
     for a, b in zip(got, base):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="mt_flops"):
         _core.mt_flops(-1)
     with pytest.raises(ValueError, match="mt_flops step"):
         _core.mt_flops(step=float("nan"))
+    assert _core.mt_flops() == old
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("tokens,reverse", [(False, False), (False, True), (True, True)])
+def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse):
+    """At two threads crnn runs a call on two threads of its own
+    (crnn.mt_flops par): each time loop as two halves of the batch, each
+    large product as two halves of its rows or columns. Every sequence and
+    every output element is then computed as on one thread: the same bits."""
+    from threadpoolctl import threadpool_limits
+
+    T, B, D, H, O = 12, 13, 7, 40, 6  # T*B >= 128: the products over all rows split
+    layer = crnn.Layer(D, H, O, reverse=reverse, output_activation="softmax", dtype=dtype,
+                       seed=11)
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=tokens, lengths="mixed", h0=True,
+                                dstate=True, O=O, seed=12)
+    with threadpool_limits(1):
+        base = _run(layer, x, h0, lens, dy, ds)
+    # split every loop and every product
+    got = _with_policy(lambda: _run(layer, x, h0, lens, dy, ds), 2, 0, None, 0)
+    for a, b in zip(got, base):
+        assert a.dtype in (dtype, object)  # object: dx = None for tokens
+        np.testing.assert_array_equal(a, b)
+    if sys.platform.startswith("linux"):  # the worker names itself
+        names = {Path(f"/proc/self/task/{t}/comm").read_text().strip()
+                 for t in os.listdir("/proc/self/task")}
+        assert "crnn-par" in names
+
+
+def test_own_threads_can_be_turned_off():
+    from crnn import _core
+
+    old = _core.mt_flops()
+    assert len(old) == 3 and old[2] == 2 ** 22
+    try:
+        assert _core.mt_flops(par=float("inf")) == old
+        assert _core.mt_flops()[2] == float("inf")
+    finally:
+        _core.mt_flops(*old)
+    with pytest.raises(ValueError, match="mt_flops par"):
+        _core.mt_flops(par=-1.0)
     assert _core.mt_flops() == old
 
 

@@ -39,10 +39,27 @@
 #define MAX_REPORTED 60
 
 static const crnn_blas REF_BLAS = {crnn_ref_sgemm, crnn_ref_dgemm, crnn_ref_sgemv,
-                                   crnn_ref_dgemv, NULL, 1, CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP};
+                                   crnn_ref_dgemv, NULL, 1, CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP,
+                                   NULL, 0};
 /* the same without gemv: every product through gemm */
 static const crnn_blas GEMM_ONLY = {crnn_ref_sgemm, crnn_ref_dgemm, NULL, NULL, NULL, 1,
-                                    CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP};
+                                    CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP, NULL, 0};
+/* REF_BLAS split in two: every whole-sequence product with more than one
+ * row or column, and every time loop of a batch with B >= 4, runs as two
+ * halves -- on crnn's own two threads (crnn_par_run2, PAR_BLAS), or in turn,
+ * the second half first (SPLIT_BLAS: the grid's many small calls would
+ * spend their time handing jobs over) */
+static void serial_par(crnn_job_fn job, void *arg0, void *arg1)
+{
+    job(arg1);
+    job(arg0);
+}
+static const crnn_blas SPLIT_BLAS = {crnn_ref_sgemm, crnn_ref_dgemm, crnn_ref_sgemv,
+                                     crnn_ref_dgemv, NULL, 2, 0, CRNN_MT_FLOPS_STEP,
+                                     serial_par, 0};
+static const crnn_blas PAR_BLAS = {crnn_ref_sgemm, crnn_ref_dgemm, crnn_ref_sgemv,
+                                   crnn_ref_dgemv, NULL, 2, 0, CRNN_MT_FLOPS_STEP,
+                                   crnn_par_run2, 0};
 /* the table the grid runs with: both, in turn */
 static const crnn_blas *GRID_BLAS = &REF_BLAS;
 /* whether the grid passes the `work` buffer (the packed time-loop products) */
@@ -832,13 +849,16 @@ static void test_grid(void)
  * NULL) on shapes the grid's small ones miss: full and partial 6-row
  * slivers and 16/8-column panels, and H beyond one 256-column block of K.
  * Only the summation order differs, so float64 agrees to 1e-12 of each
- * array's scale and float32 to 1e-5. Without AVX2+FMA both sides are BLAS. */
+ * array's scale and float32 to 1e-5. Without AVX2+FMA both sides are BLAS.
+ * Each way again on two threads (PAR_BLAS: the time loops split into two
+ * halves of the batch when B >= 4, every product split): the same bits as
+ * on one thread. */
 static void test_packed(void)
 {
     static const int shapes[][4] = {
         /* T  B  D  H */
         {3, 2, 3, 16}, {3, 7, 3, 17}, {2, 11, 2, 33}, {2, 10, 4, 48}, {2, 9, 3, 20},
-        {2, 6, 1, 260}, {2, 8, 2, 300},
+        {2, 6, 1, 260}, {2, 8, 2, 300}, {16, 9, 3, 20},
         /* B = 1: one to four panels per group, a partial last panel */
         {3, 1, 2, 17}, {2, 1, 3, 100}, {2, 1, 2, 64}, {2, 1, 2, 40}, {2, 1, 1, 300},
     };
@@ -863,18 +883,20 @@ static void test_packed(void)
             for (size_t j = 0; j < (size_t)s.H * s.H; ++j) p.Whh[j] *= k;
             make_lengths(&p, &r);
             const size_t nh = (size_t)s.T * s.B * s.H, nhl = (size_t)s.B * s.H;
-            double *hs[2], *hl[2], *da = xmalloc((nh + nhl) * sizeof(double));
-            grads g[2];
+            double *hs[4], *hl[4], *da = xmalloc((nh + nhl) * sizeof(double));
+            grads g[4];
             int rc = 0;
-            for (int w = 0; w < 2; ++w) {
+            for (int w = 0; w < 4; ++w) {  /* work: w odd; split: w >= 2 */
                 hs[w] = xmalloc(nh * sizeof(double));
                 hl[w] = xmalloc(nhl * sizeof(double));
                 grads_alloc(&g[w], &s);
                 grads_reset(&g[w], 0);
-                GRID_WORK = w;
+                GRID_WORK = w % 2;
+                GRID_BLAS = w >= 2 ? &PAR_BLAS : &REF_BLAS;
                 rc |= fwd64(&p, hs[w], NULL, hl[w], p.lengths);
                 rc |= bwd64(&p, &g[w], 1, p.dy, p.dstate, hs[w], NULL, p.lengths, da, NULL);
             }
+            GRID_BLAS = &REF_BLAS;
             /* float32: the packed run against the float64 BLAS one */
             double *fhs = xmalloc(nh * sizeof(double)), *fhl = xmalloc(nhl * sizeof(double));
             double fy[1];
@@ -897,7 +919,14 @@ static void test_packed(void)
             check_f32(ctx, "packed f32 hs", fhs, hs[0], nh);
             check_f32(ctx, "packed f32 dW_hh", fg.dWhh, g[0].dWhh, g[0].nWhh);
             check_f32(ctx, "packed f32 dh0", fg.dh0, g[0].dh0, g[0].ndh0);
-            for (int w = 0; w < 2; ++w) {
+            for (int w = 2; w < 4; ++w) {
+                char sctx[200];
+                snprintf(sctx, sizeof sctx, "%s, split, %s", ctx, w == 3 ? "packed" : "BLAS");
+                check_equal(sctx, "hs", hs[w], hs[w - 2], nh);
+                check_equal(sctx, "h_last", hl[w], hl[w - 2], nhl);
+                check_grads_equal(sctx, "backward", &p, &g[w], &g[w - 2], 1);
+            }
+            for (int w = 0; w < 4; ++w) {
                 free(hs[w]);
                 free(hl[w]);
                 free(g[w].blk);
@@ -1646,7 +1675,7 @@ static void test_thread_policy(void)
     for (int c = 0; c < 3; ++c)
         for (int pass = 0; pass < 2; ++pass) {
             crnn_blas blas = {crnn_ref_sgemm, crnn_ref_dgemm, crnn_ref_sgemv, crnn_ref_dgemv,
-                              record_threads, 3, cases[c][0], cases[c][1]};
+                              record_threads, 3, cases[c][0], cases[c][1], NULL, 0};
             n_thread_log = 0;
             int rc = pass == 0
                 ? crnn_elman_forward_f64(hs, NULL, hl, x, NULL, NULL, NULL, Wxh, Whh, NULL, NULL,
@@ -1673,9 +1702,109 @@ static void test_thread_policy(void)
         }
 }
 
-int main(void)
+/* The split policy: a time loop (the forward's, each backward chunk's) is
+ * split only with par, threads = 2, B >= 4 and at least par_flops flops in
+ * its products; a whole-sequence product only with par, threads = 2 and at
+ * least mt_flops flops. fake_par counts its calls and runs the halves in
+ * turn; that the halves' results are right is test_packed's and the grid's
+ * part. */
+static int par_calls, par_bad;
+static void fake_par(crnn_job_fn job, void *arg0, void *arg1)
 {
+    ++par_calls;
+    par_bad |= arg0 == arg1;
+    job(arg0);
+    job(arg1);
+}
+
+/* Whether this CPU runs the packed time loop (crnn.h: work) */
+static int cpu_packs(void)
+{
+#if defined(__GNUC__) && defined(__x86_64__)
+    return crnn_elman_worksize_f64(1, 1, 1, 0) > 0 && __builtin_cpu_supports("avx2") &&
+           __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+static void test_split_policy(void)
+{
+    enum { T = 16, D = 3, H = 16 };
+    static const int Bs[] = {3, 4, 5, 9};
+    for (size_t bi = 0; bi < sizeof Bs / sizeof Bs[0]; ++bi)
+        for (int c = 0; c < 7; ++c) {
+            const int B = Bs[bi];
+            const double loop_flops = 2.0 * B * H * H * T;
+            /* c: 0 split, 1 par_flops above the loop, 2 one thread, 3 no
+             * par, 4 three threads (the BLAS's own, as without par), 5 as
+             * 0 with every whole-sequence product split too (only the
+             * forward's input projection has 2 * CRNN_SPLIT_ALIGN rows,
+             * when B = 9); all with work, but case 6 */
+            crnn_blas blas = SPLIT_BLAS;
+            blas.par = c == 3 ? NULL : fake_par;
+            blas.par_flops = c == 1 ? 2 * loop_flops : loop_flops;
+            blas.threads = c == 2 ? 1 : c == 4 ? 3 : 2;
+            blas.mt_flops = c == 5 ? 0 : HUGE_VAL;
+            const crnn_shape s = {.T = T, .B = B, .D = D, .H = H, .O = 0,
+                                  .activation = CRNN_TANH,
+                                  .output_activation = CRNN_IDENTITY, .reverse = 0, .bias = 0};
+            double *buf = xmalloc(((size_t)T * B * (D + 3 * H) + 2 * (size_t)B * H +
+                                   2 * (size_t)H * (D + H) + (size_t)B * H) * sizeof(double));
+            double *x = buf, *hs = x + (size_t)T * B * D, *dy = hs + (size_t)T * B * H;
+            double *da = dy + (size_t)T * B * H, *hl = da + (size_t)(T + 1) * B * H;
+            double *dh0 = hl + (size_t)B * H, *Wxh = dh0 + (size_t)B * H, *Whh = Wxh + H * D;
+            double *dWxh = Whh + H * H, *dWhh = dWxh + H * D;
+            for (size_t i = 0; i < (size_t)T * B * D; ++i) x[i] = 0.1 * (double)(i % 7) - 0.3;
+            for (int i = 0; i < H * D; ++i) Wxh[i] = 0.05 * (i % 5) - 0.1;
+            for (int i = 0; i < H * H; ++i) Whh[i] = 0.02 * (i % 9) - 0.08;
+            for (size_t i = 0; i < (size_t)T * B * H; ++i) dy[i] = 0.01 * (double)(i % 11);
+            memset(dWxh, 0, (size_t)H * (D + H) * sizeof(double));
+            double *work = c == 6 ? NULL
+                : xmalloc((size_t)crnn_elman_worksize_f64(B, D, H, 0) * sizeof(double) + 8);
+            par_calls = par_bad = 0;
+            int rc = crnn_elman_forward_f64(hs, NULL, hl, x, NULL, NULL, NULL, Wxh, Whh, NULL,
+                                            NULL, NULL, work, &s, &blas);
+            const int fwd_calls = par_calls;
+            rc |= crnn_elman_backward_f64(NULL, dh0, dWxh, dWhh, NULL, NULL, NULL, dy, NULL, hs,
+                                          NULL, x, NULL, NULL, NULL, Wxh, Whh, NULL, da, NULL,
+                                          work, T, &s, &blas);
+            free(work);
+            const int want = (c == 0 || c == 5) && B >= 4 && cpu_packs();
+            const int gemms = c == 5 && B * T >= 2 * CRNN_SPLIT_ALIGN && cpu_packs();
+            const int want_fwd = want + gemms, want_all = 2 * want + gemms;
+            check(rc == CRNN_OK, "split policy: B = %d case %d returned %d", B, c, rc);
+            check(fwd_calls == want_fwd && par_calls == want_all && !par_bad,
+                  "split policy: B = %d case %d: par called %d times in the forward, %d in all "
+                  "(want %d, %d)", B, c, fwd_calls, par_calls, want_fwd, want_all);
+            free(buf);
+        }
+}
+
+static int report(void)
+{
+    if (n_failed) {
+        if (n_failed > MAX_REPORTED)
+            fprintf(stderr, "... %ld more failures not shown\n", n_failed - MAX_REPORTED);
+        fprintf(stderr, "test_core: %ld of %ld checks FAILED\n", n_failed, n_checks);
+        return 1;
+    }
+    printf("test_core: %ld checks passed\n", n_checks);
+    return 0;
+}
+
+/* `test_core threads`: only the tests that run crnn's own two threads (for
+ * a ThreadSanitizer build, too slow for the rest). */
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "threads") == 0) {
+        test_split_policy();
+        GRID_CHUNK = 1;
+        test_packed();
+        return report();
+    }
     test_thread_policy();
+    test_split_policy();
     test_strerror();
     test_errors_dtype(0);
     test_errors_dtype(1);
@@ -1691,16 +1820,15 @@ int main(void)
     GRID_WORK = 1;
     GRID_CHUNK = 2;
     test_grid();
+    GRID_BLAS = &SPLIT_BLAS;
+    GRID_CHUNK = 1;
+    test_grid();
+    GRID_BLAS = &REF_BLAS;
     GRID_WORK = 0;
     GRID_CHUNK = 3;
     test_grid();
     test_packed();
-    if (n_failed) {
-        if (n_failed > MAX_REPORTED)
-            fprintf(stderr, "... %ld more failures not shown\n", n_failed - MAX_REPORTED);
-        fprintf(stderr, "test_core: %ld of %ld checks FAILED\n", n_failed, n_checks);
-        return 1;
-    }
-    printf("test_core: %ld checks passed\n", n_checks);
-    return 0;
+    GRID_CHUNK = 1;
+    test_packed();
+    return report();
 }
