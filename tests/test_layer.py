@@ -606,6 +606,71 @@ def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse):
         assert "crnn-par" in names
 
 
+def _own_case():
+    """A Layer and data whose calls split on crnn's own two threads."""
+    layer = crnn.Layer(24, 64, seed=21)
+    x, lens, h0, dy, ds = _case(20, 16, 24, 64, tokens=False, lengths="mixed", h0=True,
+                                dstate=True, O=None, seed=22)
+    return lambda: _run(layer, x, h0, lens, dy, ds)
+
+
+def test_own_threads_from_two_python_threads_at_once():
+    """Two calls at once on crnn's own threads: one has the worker, the other
+    runs its halves in turn (crnn_par_run2); both give the one-thread bits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        base = _own_case()()
+
+    def many():  # a Layer of its own: a Layer is not shared between threads
+        run = _own_case()
+        return [run() for _ in range(20)]
+
+    with ThreadPoolExecutor(2) as pool:
+        results = _with_policy(lambda: [f.result() for f in [pool.submit(many) for _ in "ab"]],
+                               2, 0, None, 0)
+    for got in (r for rs in results for r in rs):
+        for a, b in zip(got, base):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_own_threads_after_fork():
+    """A process forked after crnn's worker thread started has no worker; its
+    first call on two threads starts its own and gives the same bits."""
+    import time
+
+    from threadpoolctl import threadpool_limits
+
+    run = _own_case()
+    with threadpool_limits(1):
+        base = run()
+    first = _with_policy(run, 2, 0, None, 0)  # the parent's worker runs
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only with the same bits
+        ok = False
+        try:
+            got = _with_policy(run, 2, 0, None, 0)
+            ok = all(np.array_equal(a, b) for a, b in zip(got, base))
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child did not finish its call within 60 s")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
+    for a, b in zip(first, base):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_own_threads_can_be_turned_off():
     from crnn import _core
 

@@ -1,0 +1,76 @@
+"""A/B at two threads: a call on crnn's own two threads (the default: the
+BLAS on one thread, time loops and large products split in two halves run
+at once, crnn.mt_flops par) against the BLAS's two threads
+(crnn.mt_flops(par=inf), the policy of crnn 0.3).
+
+The two ways are not interleaved call by call: after a multi-threaded
+product OpenBLAS's idle threads spin on the cores for a while, and the next
+call would share a core with them, which no program that keeps one policy
+pays. So each way runs in blocks of --calls calls (after one warm-up call
+and a 0.3 s pause), the blocks alternating, --blocks blocks each.
+
+    python bench/threads_ab.py                 # S, M, L; float32 and float64
+    python bench/threads_ab.py S M --blocks 6
+
+Prints, per config and dtype, forward+backward median ms and GF/s of each
+way and the speed-up (BLAS threads / own threads).
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
+import crnn  # noqa: E402  (the installed one wins when there is one)
+from crnn import _core  # noqa: E402
+
+CONFIGS = {"S": (100, 32, 64, 128), "M": (100, 64, 256, 512), "L": (50, 128, 1024, 1024)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--blocks", type=int, default=4, help="blocks per way (default 4)")
+    ap.add_argument("--calls", type=int, default=4, help="timed calls per block (default 4)")
+    args = ap.parse_args(argv)
+    own_par = _core.mt_flops()[2]
+    if own_par == float("inf"):
+        own_par = 2.0 ** 22
+    print(f"crnn {crnn.__version__} from {os.path.dirname(crnn.__file__)}; 2 threads")
+    for name in args.configs:
+        T, B, D, H = CONFIGS[name]
+        for dt in (np.float32, np.float64):
+            layer = crnn.Layer(D, H, dtype=dt, seed=0)
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((T, B, D)).astype(dt)
+            dy = rng.standard_normal((T, B, H)).astype(dt)
+            times = {"own": [], "blas": []}
+            try:
+                with threadpool_limits(2):
+                    for r in range(2 * args.blocks):
+                        way = ("own", "blas")[r % 2] if r // 2 % 2 else ("blas", "own")[r % 2]
+                        _core.mt_flops(par=own_par if way == "own" else float("inf"))
+                        time.sleep(0.3)
+                        layer.forward(x)
+                        layer.backward(dy)
+                        for _ in range(args.calls):
+                            t = time.perf_counter()
+                            layer.forward(x)
+                            layer.backward(dy)
+                            times[way].append(time.perf_counter() - t)
+            finally:
+                _core.mt_flops(par=own_par)
+            flops = 6 * T * B * (D * H + H * H)
+            own, blas = (statistics.median(times[k]) for k in ("own", "blas"))
+            print(f"{name} {np.dtype(dt).name}: own threads {own * 1e3:.2f} ms "
+                  f"({flops / own / 1e9:.1f} GF/s), BLAS threads {blas * 1e3:.2f} ms "
+                  f"({flops / blas / 1e9:.1f} GF/s), speed-up {blas / own:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
