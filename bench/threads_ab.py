@@ -33,15 +33,18 @@ CONFIGS = {"S": (100, 32, 64, 128), "M": (100, 64, 256, 512), "L": (50, 128, 102
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("configs", nargs="*", help=f"of {', '.join(CONFIGS)} (default: all)")
     ap.add_argument("--blocks", type=int, default=4, help="blocks per way (default 4)")
     ap.add_argument("--calls", type=int, default=4, help="timed calls per block (default 4)")
     args = ap.parse_args(argv)
+    for name in args.configs:
+        if name not in CONFIGS:
+            ap.error(f"unknown config {name!r}: choose from {', '.join(CONFIGS)}")
     own_par = _core.mt_flops()[2]
     if own_par == float("inf"):
         own_par = 2.0 ** 22
     print(f"crnn {crnn.__version__} from {os.path.dirname(crnn.__file__)}; 2 threads")
-    for name in args.configs:
+    for name in args.configs or list(CONFIGS):
         T, B, D, H = CONFIGS[name]
         for dt in (np.float32, np.float64):
             layer = crnn.Layer(D, H, dtype=dt, seed=0)
