@@ -37,13 +37,7 @@ int64_t FN(crnn_elman_worksize)(int B, int D, int H, int tokens)
     return FN(pg_part)(B, H) + (tokens ? (int64_t)D * H : 0);
 }
 
-/* Row-major C (M,N) = alpha op(A) op(B) + beta C through a column-major gemm:
- * a row-major matrix is its column-major transpose, so C^T = op(B)^T op(A)^T
- * is computed by swapping the operands (never by copying). ta/tb say whether
- * A/B are used transposed; lda/ldb/ldc are the row-major row lengths. A
- * single-row or single-column C goes to gemv when the table has it. in_loop:
- * the product is one of the time loop's (for the thread policy). BLAS
- * never writes A or B, the casts only meet its Fortran signature. */
+/* One product's arguments, for a half of it run on another thread. */
 typedef struct {
     gemm_ctx *gc;
     char ta, tb;
@@ -55,6 +49,13 @@ typedef struct {
 
 static void FN(gemm_job)(void *arg);
 
+/* Row-major C (M,N) = alpha op(A) op(B) + beta C through a column-major gemm:
+ * a row-major matrix is its column-major transpose, so C^T = op(B)^T op(A)^T
+ * is computed by swapping the operands (never by copying). ta/tb say whether
+ * A/B are used transposed; lda/ldb/ldc are the row-major row lengths. A
+ * single-row or single-column C goes to gemv when the table has it. in_loop:
+ * the product is one of the time loop's (for the thread policy). BLAS
+ * never writes A or B, the casts only meet its Fortran signature. */
 static void FN(rm_gemm)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int N, int K,
                         REAL alpha, const REAL *A, int lda, const REAL *B, int ldb,
                         REAL beta, REAL *C, int ldc)
@@ -395,7 +396,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     if (rc) return rc;
     const int T = s->T, B = s->B, D = s->D, H = s->H, O = s->O;
     const int TB = T * B;
-        const REAL *bh = s->bias ? b_h : NULL;
+    const REAL *bh = s->bias ? b_h : NULL;
     if (!hs || !h_last || !W_xh || !W_hh || (!x && !tokens) || (s->bias && !b_h))
         return CRNN_ENULL;
     if (O > 0 && (!y || !W_hy || (s->bias && !b_y))) return CRNN_ENULL;

@@ -36,18 +36,7 @@ static int state;         /* written under mu; read without it while spinning */
 static pid_t worker_pid;  /* the process whose worker exists; 0: none yet */
 
 #if defined(__GNUC__)
-#define LOAD(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
 #define STORE(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
-#if defined(__x86_64__) || defined(__i386__)
-#define RELAX() __builtin_ia32_pause()
-#else
-#define RELAX() ((void)0)
-#endif
-#else  /* no spinning: straight to the condition variable */
-#define LOAD(p) (-1)
-#define STORE(p, v) (*(p) = (v))
-#define RELAX() ((void)0)
-#endif
 
 /* Whether state became `want` within SPIN_NS. */
 static int spin_until(int want)
@@ -56,13 +45,23 @@ static int spin_until(int want)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
         for (int i = 0; i < 64; ++i) {
-            if (LOAD(&state) == want) return 1;
-            RELAX();
+            if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == want) return 1;
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
         }
         clock_gettime(CLOCK_MONOTONIC, &t);
         if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > SPIN_NS) return 0;
     }
 }
+#else  /* no atomics: straight to the condition variable */
+#define STORE(p, v) (*(p) = (v))
+static int spin_until(int want)
+{
+    (void)want;
+    return 0;
+}
+#endif
 
 /* Wait until state is `want`: spinning a while, then on cv. */
 static void wait_for(int want, pthread_cond_t *cv)
