@@ -1812,21 +1812,20 @@ int main(int argc, char **argv)
     test_all_finite();
     test_bias_off_ignores_params();
     test_softmax_floor();
-    test_grid();
-    GRID_BLAS = &GEMM_ONLY;
-    GRID_CHUNK = 1;
-    test_grid();
-    GRID_BLAS = &REF_BLAS;
-    GRID_WORK = 1;
-    GRID_CHUNK = 2;
-    test_grid();
-    GRID_BLAS = &SPLIT_BLAS;
-    GRID_CHUNK = 1;
-    test_grid();
+    /* the grid, each way: BLAS table, work (the packed time loop), chunk */
+    static const struct {
+        const crnn_blas *blas;
+        int work, chunk;
+    } ways[] = {{&REF_BLAS, 0, 0}, {&GEMM_ONLY, 0, 1}, {&REF_BLAS, 1, 2}, {&SPLIT_BLAS, 1, 1},
+                {&REF_BLAS, 0, 3}};
+    for (size_t w = 0; w < sizeof ways / sizeof ways[0]; ++w) {
+        GRID_BLAS = ways[w].blas;
+        GRID_WORK = ways[w].work;
+        GRID_CHUNK = ways[w].chunk;
+        test_grid();
+    }
     GRID_BLAS = &REF_BLAS;
     GRID_WORK = 0;
-    GRID_CHUNK = 3;
-    test_grid();
     test_packed();
     GRID_CHUNK = 1;
     test_packed();
