@@ -120,6 +120,20 @@ def torch_fn(rnn, x, dy, pas):
     return fwd_bwd
 
 
+def module_fn(impl, module, x, dy, pas):
+    """The timed call of contender impl ("crnn", "numpy", "torch") for a crnn
+    Layer or Stack of BiLayers: crnn itself, or the baseline carrying its weights."""
+    if impl == "crnn":
+        return crnn_fn(module, x, dy, pas)
+    stack = isinstance(module, crnn.Stack)
+    if impl == "numpy":
+        model = NumpyBiStack.from_stack(module) if stack else NumpyRNN.from_layer(module)
+        return numpy_fn(model, x, dy, pas)
+    need_torch()
+    rnn = torch_rnn_from_stack(module) if stack else torch_rnn_from_layer(module)
+    return torch_fn(rnn, x, dy, pas)
+
+
 def gemm_fn(dtype):
     """The ceiling: ?GEMM on 2048 x 2048 through SciPy's BLAS (the one crnn calls)."""
     rng = np.random.default_rng(0)
@@ -171,26 +185,14 @@ def contender(config, impl, dtype, pas, threads):
         for m in stack:
             m.parallel = False if threads == 1 else None
         x, dy = data((T, B, D), 2 * H, dtype)
-        if impl == "crnn":
-            fn = crnn_fn(stack, x, dy, pas)
-        elif impl == "numpy":
-            fn = numpy_fn(NumpyBiStack.from_stack(stack), x, dy, pas)
-        else:
-            need_torch()
-            fn = torch_fn(torch_rnn_from_stack(stack), x, dy, pas)
+        fn = module_fn(impl, stack, x, dy, pas)
         flops = 2 * (layer_flops(T, B, D, H, pas) + layer_flops(T, B, 2 * H, H, pas))
         return fn, dict(info, shape=dict(T=T, B=B, D=D, H=H, layers=2, directions=2),
                         flops=flops, bilayer_parallel=stack[0].parallel)
     T, B, D, H = CONFIGS[config]
     layer = crnn.Layer(D, H, dtype=dtype, seed=0)
     x, dy = data((T, B, D), H, dtype)
-    if impl == "crnn":
-        fn = crnn_fn(layer, x, dy, pas)
-    elif impl == "numpy":
-        fn = numpy_fn(NumpyRNN.from_layer(layer), x, dy, pas)
-    else:
-        need_torch()
-        fn = torch_fn(torch_rnn_from_layer(layer), x, dy, pas)
+    fn = module_fn(impl, layer, x, dy, pas)
     return fn, dict(info, shape=dict(T=T, B=B, D=D, H=H), flops=layer_flops(T, B, D, H, pas))
 
 
