@@ -58,7 +58,7 @@ typedef void (*crnn_sgemv_fn)(char *trans, int *m, int *n, float *alpha, float *
 typedef void (*crnn_dgemv_fn)(char *trans, int *m, int *n, double *alpha, double *a, int *lda,
                               double *x, int *incx, double *beta, double *y, int *incy);
 
-/* Two-way parallelism for the time loop, optional: par(job, arg0, arg1) runs
+/* Two-way parallelism, optional (crnn_blas.par): par(job, arg0, arg1) runs
  * job(arg0) and job(arg1) at the same time, on two threads, and returns when
  * both are done (running them one after the other is correct too, only
  * slower). crnn_par_run2 is one. */
@@ -82,10 +82,9 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * 2*CRNN_SPLIT_ALIGN rows or columns is split into two halves of them run
  * at once, at a multiple of CRNN_SPLIT_ALIGN (so that a BLAS whose register
  * tiles divide it computes each element as in the whole product); and a
- * time loop -- the
- * forward's, or one chunk of the backward's -- of a batch with B >= 4 and at
- * least par_flops flops in its products runs as two halves of the batch at
- * once. A batch's sequences are independent, so each half is the whole loop
+ * time loop -- the forward's, or one chunk of the backward's -- of a batch
+ * with B >= 4 and at least par_flops flops in its products runs as two
+ * halves of the batch at once. A batch's sequences are independent, so each half is the whole loop
  * over its own rows, with no synchronisation between steps; on the packed
  * W_hh the results are the same bits as on one thread. (The BLAS's own
  * threads are not used meanwhile because OpenBLAS's idle threads spin on
@@ -112,9 +111,10 @@ typedef struct {
 #define CRNN_SPLIT_ALIGN 64
 
 /* A crnn_par_fn: job(arg1) runs on a worker thread, started on first use,
- * that waits (blocked, not spinning) between calls; job(arg0) on the calling
- * thread. Where POSIX threads are missing, or the worker cannot be started,
- * or another thread's call is using it, both run on the calling thread. */
+ * that waits for the next job spinning for 50 us, then blocked; job(arg0)
+ * on the calling thread. Where POSIX threads are missing, or the worker
+ * cannot be started, or another thread's call is using it, both run on the
+ * calling thread. */
 void crnn_par_run2(crnn_job_fn job, void *arg0, void *arg1);
 
 typedef struct {
