@@ -11,13 +11,17 @@ and a 0.3 s pause), the blocks alternating, --blocks blocks each.
 
     python bench/threads_ab.py                 # S, M, L; float32 and float64
     python bench/threads_ab.py S M --blocks 6
+    python bench/threads_ab.py S M --busy      # another process holds a core
 
-Prints, per config and dtype, forward+backward median ms and GF/s of each
-way and the speed-up (BLAS threads / own threads).
+--busy runs a spinning child process meanwhile (as another program on the
+machine would) and times one thread too. Prints, per config and dtype,
+forward+backward median ms and GF/s of each way and the speed-up (BLAS
+threads / own threads).
 """
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -31,11 +35,43 @@ from crnn import _core  # noqa: E402
 CONFIGS = {"S": (100, 32, 64, 128), "M": (100, 64, 256, 512), "L": (50, 128, 1024, 1024)}
 
 
+LABEL = {"own": "own threads", "blas": "BLAS threads", "one": "one thread"}
+
+
+def run_blocks(name, dt, ways, blocks, calls, own_par):
+    """{way: [seconds per forward + backward]}, the ways in blocks of calls,
+    their order rotating from block to block."""
+    T, B, D, H = CONFIGS[name]
+    layer = crnn.Layer(D, H, dtype=dt, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, D)).astype(dt)
+    dy = rng.standard_normal((T, B, H)).astype(dt)
+    times = {w: [] for w in ways}
+    try:
+        for r in range(blocks):
+            for way in ways[r % len(ways):] + ways[:r % len(ways)]:
+                _core.mt_flops(par=float("inf") if way == "blas" else own_par)
+                with threadpool_limits(1 if way == "one" else 2):
+                    time.sleep(0.3)
+                    layer.forward(x)
+                    layer.backward(dy)
+                    for _ in range(calls):
+                        t = time.perf_counter()
+                        layer.forward(x)
+                        layer.backward(dy)
+                        times[way].append(time.perf_counter() - t)
+    finally:
+        _core.mt_flops(par=own_par)
+    return times
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("configs", nargs="*", help=f"of {', '.join(CONFIGS)} (default: all)")
     ap.add_argument("--blocks", type=int, default=4, help="blocks per way (default 4)")
     ap.add_argument("--calls", type=int, default=4, help="timed calls per block (default 4)")
+    ap.add_argument("--busy", action="store_true",
+                    help="a spinning child process meanwhile; one thread timed too")
     args = ap.parse_args(argv)
     for name in args.configs:
         if name not in CONFIGS:
@@ -43,35 +79,25 @@ def main(argv=None):
     own_par = _core.mt_flops()[2]
     if own_par == float("inf"):
         own_par = 2.0 ** 22
-    print(f"crnn {crnn.__version__} from {os.path.dirname(crnn.__file__)}; 2 threads")
-    for name in args.configs or list(CONFIGS):
-        T, B, D, H = CONFIGS[name]
-        for dt in (np.float32, np.float64):
-            layer = crnn.Layer(D, H, dtype=dt, seed=0)
-            rng = np.random.default_rng(0)
-            x = rng.standard_normal((T, B, D)).astype(dt)
-            dy = rng.standard_normal((T, B, H)).astype(dt)
-            times = {"own": [], "blas": []}
-            try:
-                with threadpool_limits(2):
-                    for r in range(2 * args.blocks):
-                        way = ("own", "blas")[r % 2] if r // 2 % 2 else ("blas", "own")[r % 2]
-                        _core.mt_flops(par=own_par if way == "own" else float("inf"))
-                        time.sleep(0.3)
-                        layer.forward(x)
-                        layer.backward(dy)
-                        for _ in range(args.calls):
-                            t = time.perf_counter()
-                            layer.forward(x)
-                            layer.backward(dy)
-                            times[way].append(time.perf_counter() - t)
-            finally:
-                _core.mt_flops(par=own_par)
-            flops = 6 * T * B * (D * H + H * H)
-            own, blas = (statistics.median(times[k]) for k in ("own", "blas"))
-            print(f"{name} {np.dtype(dt).name}: own threads {own * 1e3:.2f} ms "
-                  f"({flops / own / 1e9:.1f} GF/s), BLAS threads {blas * 1e3:.2f} ms "
-                  f"({flops / blas / 1e9:.1f} GF/s), speed-up {blas / own:.2f}", flush=True)
+    ways = ["own", "blas"] + (["one"] if args.busy else [])
+    print(f"crnn {crnn.__version__} from {os.path.dirname(crnn.__file__)}; "
+          f"2 threads{'; another process spinning' if args.busy else ''}")
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        for name in args.configs or list(CONFIGS):
+            for dt in (np.float32, np.float64):
+                times = run_blocks(name, dt, ways, args.blocks, args.calls, own_par)
+                T, B, D, H = CONFIGS[name]
+                flops = 6 * T * B * (D * H + H * H)
+                med = {w: statistics.median(times[w]) for w in ways}
+                cells = [f"{LABEL[w]} {med[w] * 1e3:.2f} ms ({flops / med[w] / 1e9:.1f} GF/s)"
+                         for w in ways]
+                print(f"{name} {np.dtype(dt).name}: {', '.join(cells)}, "
+                      f"speed-up {med['blas'] / med['own']:.2f}", flush=True)
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
     return 0
 
 
