@@ -40,6 +40,25 @@ WHAT = {
 }
 
 
+def layer_case(shape, dtype):
+    """A Layer of shape (T, B, D, H) and its x, dy: seed 0, standard normal."""
+    T, B, D, H = shape
+    layer = crnn.Layer(D, H, dtype=dtype, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    dy = rng.standard_normal((T, B, H)).astype(dtype)
+    return layer, x, dy
+
+
+def pick_configs(ap, names, known):
+    """The configs named on the command line (all of `known` if none), or an
+    argparse error naming the unknown one."""
+    for name in names:
+        if name not in known:
+            ap.error(f"unknown config {name!r}: choose from {' '.join(known)}")
+    return names or list(known)
+
+
 def fwd_bwd(layer, x, dy, opts):
     T, B = x.shape[:2]
     sizes = layer._sizes(T, B)
@@ -55,21 +74,15 @@ def main():
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--what", choices=sorted(WHAT), default="packed")
     args = ap.parse_args()
-    for name in args.configs:
-        if name not in CONFIGS:
-            ap.error(f"unknown config {name!r}: choose from {' '.join(CONFIGS)}")
-    args.configs = args.configs or list(CONFIGS)
+    args.configs = pick_configs(ap, args.configs, CONFIGS)
     a_name, b_name, a_opts, b_opts = WHAT[args.what]
     print(f"| config | dtype | {a_name} min | {a_name} median | {b_name} min | {b_name} median "
           f"| {b_name} / {a_name} |")
     print("|---|---|---|---|---|---|---|")
     for name in args.configs:
-        (T, B, D, H), calls = CONFIGS[name]
+        shape, calls = CONFIGS[name]
         for dtype in (np.float32, np.float64):
-            layer = crnn.Layer(D, H, dtype=dtype, seed=0)
-            rng = np.random.default_rng(0)
-            x = rng.standard_normal((T, B, D)).astype(dtype)
-            dy = rng.standard_normal((T, B, H)).astype(dtype)
+            layer, x, dy = layer_case(shape, dtype)
             ms = ([], [])
             with threadpool_limits(1):
                 for _ in range(args.rounds):

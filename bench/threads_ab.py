@@ -28,11 +28,12 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
-import crnn  # noqa: E402  (the installed one wins when there is one)
-from crnn import _core  # noqa: E402
+from core_ab import CONFIGS as AB_CONFIGS, layer_case, pick_configs  # bench/, beside this file
 
-CONFIGS = {"S": (100, 32, 64, 128), "M": (100, 64, 256, 512), "L": (50, 128, 1024, 1024)}
+import crnn  # core_ab put the checkout on the path; an installed crnn wins
+from crnn import _core
+
+CONFIGS = {name: AB_CONFIGS[name][0] for name in ("S", "M", "L")}  # (T, B, D, H)
 
 
 LABEL = {"own": "own threads", "blas": "BLAS threads", "one": "one thread"}
@@ -41,11 +42,7 @@ LABEL = {"own": "own threads", "blas": "BLAS threads", "one": "one thread"}
 def run_blocks(name, dt, ways, blocks, calls, own_par):
     """{way: [seconds per forward + backward]}, the ways in blocks of calls,
     their order rotating from block to block."""
-    T, B, D, H = CONFIGS[name]
-    layer = crnn.Layer(D, H, dtype=dt, seed=0)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((T, B, D)).astype(dt)
-    dy = rng.standard_normal((T, B, H)).astype(dt)
+    layer, x, dy = layer_case(CONFIGS[name], dt)
     times = {w: [] for w in ways}
     try:
         for r in range(blocks):
@@ -73,9 +70,7 @@ def main(argv=None):
     ap.add_argument("--busy", action="store_true",
                     help="a spinning child process meanwhile; one thread timed too")
     args = ap.parse_args(argv)
-    for name in args.configs:
-        if name not in CONFIGS:
-            ap.error(f"unknown config {name!r}: choose from {', '.join(CONFIGS)}")
+    args.configs = pick_configs(ap, args.configs, CONFIGS)
     own_par = _core.mt_flops()[2]
     if own_par == float("inf"):
         own_par = 2.0 ** 22
@@ -84,7 +79,7 @@ def main(argv=None):
           f"2 threads{'; another process spinning' if args.busy else ''}")
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
     try:
-        for name in args.configs or list(CONFIGS):
+        for name in args.configs:
             for dt in (np.float32, np.float64):
                 times = run_blocks(name, dt, ways, args.blocks, args.calls, own_par)
                 T, B, D, H = CONFIGS[name]
