@@ -77,11 +77,10 @@ static void FN(rm_gemm)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int 
          * the BLAS's register tiles as in the whole product (same bits) */
         crnn_blas one = *gc->blas;
         one.threads = 1;
-        gemm_ctx g0 = {&one, 1, 0}, g1 = {&one, 1, 0};
-        FN(gemm_args) first = {&g0, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
+        gemm_ctx half = {&one, 1, 0};  /* read only: the count is 1 already */
+        FN(gemm_args) first = {&half, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
         FN(gemm_args) second = first;
         const int cut = (wide / 2 + CRNN_SPLIT_ALIGN / 2) / CRNN_SPLIT_ALIGN * CRNN_SPLIT_ALIGN;
-        second.gc = &g1;
         if (M >= N) {
             first.M = cut;
             second.M = M - cut;
@@ -202,11 +201,10 @@ static void FN(run_loop)(FN(loop) *L, crnn_job_fn job, int split)
     use_threads(L->gc, 0, 1);  /* the BLAS on one thread while the halves run */
     crnn_blas one = *L->gc->blas;
     one.threads = 1;
-    gemm_ctx g0 = {&one, 1, 0}, g1 = {&one, 1, 0};
+    gemm_ctx half = {&one, 1, 0};  /* read only: the count is 1 already */
     FN(loop) first = *L, second = *L;
     first.b1 = second.b0 = (L->s->B + 1) / 2;
-    first.gc = &g0;
-    second.gc = &g1;
+    first.gc = second.gc = &half;
 #if CRNN_PGEMM
     if (L->pg) second.ap = L->ap + FN(pg_ablock_size)(L->s->B, L->s->H);
 #endif
