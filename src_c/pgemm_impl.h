@@ -10,23 +10,26 @@
  * a BLAS packs it again on every call -- at (32,128)x(128,128) that packing
  * is a quarter of the product's time. Packed Bm: NR = 2*VL columns per panel,
  * panel p holding rows k = 0..K-1 of columns p*NR .. p*NR+NR-1 contiguously
- * (zeros beyond N), so one panel's KC rows stay in L1 across all of A's rows
- * (for M = 1, groups of four panels interleaved row by row: pg_pack_b; a
- * product must have the M = 1-ness it was packed for).
- * A is copied per product, KC columns at a time, into slivers of MR rows
- * interleaved by k (zeros beyond M): the strided rows of A would otherwise
- * share cache sets when K*sizeof(REAL) is a multiple of 4 KiB.
+ * (zeros beyond N), streamed from L2 by each block of A's rows (for M = 1,
+ * groups of four panels interleaved row by row: pg_pack_b; a product must
+ * have the M = 1-ness it was packed for).
+ * A is copied per product into slivers of MR rows interleaved by k (zeros
+ * beyond M): the strided rows of A would otherwise share cache sets when
+ * K*sizeof(REAL) is a multiple of 4 KiB.
+ * K is not split into blocks: with blocks of 256 (an L1-sized panel), C is
+ * read and written once per block, and in a harness ((64,512)x(512,512) to
+ * (64,2048)x(2048,2048), float32 and float64) the product took 3-19 % longer
+ * than with all of K at once.
  *
  * The micro-kernel holds an MR x NR block of C in 12 registers and adds, for
  * each k, a broadcast A[i][k] times the panel's row k with one FMA per
  * register. A single row (B = 1) goes to pg_row, four panels at a time.
- * Each C element is the sum over k in order (FMA-rounded, KC columns per
- * block, added to C after each block) whatever its row or column and M, so a
- * sequence's bits do not depend on the other rows of the batch, nor on B. */
+ * Each C element is the sum over k in order (FMA-rounded, from zero, then
+ * added to C) whatever its row or column and M, so a sequence's bits do not
+ * depend on the other rows of the batch, nor on B. */
 
 #define PG_MR 6
 #define PG_NR (2 * VL)
-#define PG_KC 256
 
 /* REALs of the packed Bm (K,N). */
 static int64_t FN(pg_packed_size)(int N, int K)
@@ -37,7 +40,7 @@ static int64_t FN(pg_packed_size)(int N, int K)
 /* REALs of one A block, for products of up to M rows. */
 static int64_t FN(pg_ablock_size)(int M, int K)
 {
-    return (int64_t)((M + PG_MR - 1) / PG_MR) * PG_MR * (K < PG_KC ? K : PG_KC);
+    return (int64_t)((M + PG_MR - 1) / PG_MR) * PG_MR * K;
 }
 
 /* REALs of workspace: the packed Bm, then two A blocks (one for each half of
@@ -86,7 +89,7 @@ FN(pg_add)(REAL *c, V lo, V hi, int nr)
  * mr is a constant at every call site, so each instance keeps only the
  * registers it needs. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-FN(pg_block)(int mr, int nr, int kc, const REAL *ap, const REAL *bp, REAL *C, int ldc)
+FN(pg_block)(int mr, int nr, int K, const REAL *ap, const REAL *bp, REAL *C, int ldc)
 {
     /* C's rows are read only after the k loop: ask for them now (in the
      * time loop C is a_t, which has not been touched since the input
@@ -97,7 +100,7 @@ FN(pg_block)(int mr, int nr, int kc, const REAL *ap, const REAL *bp, REAL *C, in
     }
     V c00 = VZERO(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
       c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    for (int k = 0; k < kc; ++k, ap += PG_MR, bp += PG_NR) {
+    for (int k = 0; k < K; ++k, ap += PG_MR, bp += PG_NR) {
         V b0 = VLOAD(bp), b1 = VLOAD(bp + VL), a;
         a = VBCAST(ap);     c00 = VFMA(a, b0, c00); c01 = VFMA(a, b1, c01);
         if (mr > 1) { a = VBCAST(ap + 1); c10 = VFMA(a, b0, c10); c11 = VFMA(a, b1, c11); }
@@ -116,7 +119,7 @@ FN(pg_block)(int mr, int nr, int kc, const REAL *ap, const REAL *bp, REAL *C, in
  * k's np*NR values at bp + k*np*NR; the last panel has nr columns. Each
  * element is the same sum as in pg_block. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-FN(pg_row)(int np, int nr, int kc, const REAL *a, const REAL *bp, REAL *C)
+FN(pg_row)(int np, int nr, int K, const REAL *a, const REAL *bp, REAL *C)
 {
     for (int q = 0; q < np; ++q) {
         __builtin_prefetch(C + q * PG_NR, 1);
@@ -124,7 +127,7 @@ FN(pg_row)(int np, int nr, int kc, const REAL *a, const REAL *bp, REAL *C)
     }
     V c0 = VZERO(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
     const REAL *b0 = bp, *b1 = bp + PG_NR, *b2 = bp + 2 * PG_NR, *b3 = bp + 3 * PG_NR;
-    for (int k = 0; k < kc; ++k) {
+    for (int k = 0; k < K; ++k) {
         const V x = VBCAST(a + k);
         const size_t o = (size_t)k * np * PG_NR;
         c0 = VFMA(x, VLOAD(b0 + o), c0); c1 = VFMA(x, VLOAD(b0 + o + VL), c1);
@@ -137,59 +140,111 @@ FN(pg_row)(int np, int nr, int kc, const REAL *a, const REAL *bp, REAL *C)
         FN(pg_add)(C + q * PG_NR, acc[q][0], acc[q][1], q < np - 1 ? PG_NR : nr);
 }
 
+/* Fewer than four rows (mr = 1..3, the rows left over after the MR x NR
+ * blocks) against np panels at once: pg_block's mr = 2 has four FMA chains
+ * and runs at half the FMA throughput, this has mr*2*np (np = 4 for mr = 1,
+ * 2 otherwise: 8 or 12). Panels lie pstride REALs apart, the last has nr
+ * columns. Each element is the same sum as in pg_block. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+FN(pg_thin)(int mr, int np, int nr, int K, const REAL *ap, const REAL *bp, size_t pstride,
+            REAL *C, int ldc)
+{
+    for (int i = 0; i < mr; ++i)  /* as in pg_block */
+        for (int q = 0; q < np; ++q) {
+            __builtin_prefetch(C + (size_t)i * ldc + q * PG_NR, 1);
+            __builtin_prefetch(C + (size_t)i * ldc + q * PG_NR + PG_NR - 1, 1);
+        }
+    V acc[3][8];
+#pragma GCC unroll 3
+    for (int i = 0; i < mr; ++i)
+#pragma GCC unroll 8
+        for (int q = 0; q < 2 * np; ++q) acc[i][q] = VZERO();
+    for (int k = 0; k < K; ++k, ap += PG_MR, bp += PG_NR) {
+#pragma GCC unroll 3
+        for (int i = 0; i < mr; ++i) {
+            const V a = VBCAST(ap + i);
+#pragma GCC unroll 8
+            for (int q = 0; q < 2 * np; ++q)
+                acc[i][q] = VFMA(a, VLOAD(bp + (q / 2) * pstride + (q % 2) * VL), acc[i][q]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int i = 0; i < mr; ++i)
+#pragma GCC unroll 4
+        for (int q = 0; q < np; ++q)
+            FN(pg_add)(C + (size_t)i * ldc + q * PG_NR, acc[i][2 * q], acc[i][2 * q + 1],
+                       q < np - 1 ? PG_NR : nr);
+}
+
 /* C (M,N) += A (M,K) Bm, Bm packed by pg_pack_b at bp; A copied into the A
  * block ap (pg_ablock_size(M, K) REALs) unless M = 1. */
 __attribute__((target("avx2,fma"))) static void
 FN(pg_gemm)(int M, int N, int K, const REAL *A, int lda, REAL *C, int ldc, const REAL *bp,
             REAL *ap)
 {
-    for (int k0 = 0; k0 < K; k0 += PG_KC) {
-        const int kc = K - k0 < PG_KC ? K - k0 : PG_KC;
-        if (M == 1) {  /* one row: read A in place, four panels at a time */
-            for (int j = 0; j < N; j += 4 * PG_NR) {
-                const int left = (N - j + PG_NR - 1) / PG_NR;   /* panels from j on */
-                const int np = left < 4 ? left : 4;
-                const int nr = left > 4 ? PG_NR : N - j - (np - 1) * PG_NR;
-                const REAL *b = bp + (size_t)j * K + (size_t)k0 * np * PG_NR;
-                switch (np) {
-                case 4: FN(pg_row)(4, nr, kc, A + k0, b, C + j); break;
-                case 3: FN(pg_row)(3, nr, kc, A + k0, b, C + j); break;
-                case 2: FN(pg_row)(2, nr, kc, A + k0, b, C + j); break;
-                default: FN(pg_row)(1, nr, kc, A + k0, b, C + j); break;
-                }
-            }
-            continue;
-        }
-        for (int i = 0; i < M; i += PG_MR) {
-            REAL *dst = ap + (size_t)i * kc;
-            for (int ii = 0; ii < PG_MR; ++ii) {
-                if (i + ii < M) {
-                    const REAL *src = A + (size_t)(i + ii) * lda + k0;
-                    for (int k = 0; k < kc; ++k) dst[(size_t)k * PG_MR + ii] = src[k];
-                } else {
-                    for (int k = 0; k < kc; ++k) dst[(size_t)k * PG_MR + ii] = 0;
-                }
+    if (M == 1) {  /* one row: read A in place, four panels at a time */
+        for (int j = 0; j < N; j += 4 * PG_NR) {
+            const int left = (N - j + PG_NR - 1) / PG_NR;   /* panels from j on */
+            const int np = left < 4 ? left : 4;
+            const int nr = left > 4 ? PG_NR : N - j - (np - 1) * PG_NR;
+            const REAL *b = bp + (size_t)j * K;
+            switch (np) {
+            case 4: FN(pg_row)(4, nr, K, A, b, C + j); break;
+            case 3: FN(pg_row)(3, nr, K, A, b, C + j); break;
+            case 2: FN(pg_row)(2, nr, K, A, b, C + j); break;
+            default: FN(pg_row)(1, nr, K, A, b, C + j); break;
             }
         }
-        for (int j = 0; j < N; j += PG_NR) {
+        return;
+    }
+    for (int i = 0; i < M; i += PG_MR) {
+        REAL *dst = ap + (size_t)i * K;
+        for (int ii = 0; ii < PG_MR; ++ii) {
+            if (i + ii < M) {
+                const REAL *src = A + (size_t)(i + ii) * lda;
+                for (int k = 0; k < K; ++k) dst[(size_t)k * PG_MR + ii] = src[k];
+            } else {
+                for (int k = 0; k < K; ++k) dst[(size_t)k * PG_MR + ii] = 0;
+            }
+        }
+    }
+    const int mr = M % PG_MR <= 3 ? M % PG_MR : 0;   /* rows left to pg_thin, 0..3 */
+    const int mfull = M - mr;                          /* rows in MR x NR blocks (the last 4-6) */
+    const int gp = mr == 1 ? 4 : 2;                    /* pg_thin's panels */
+    const size_t ps = (size_t)K * PG_NR;               /* one panel */
+    /* gp panels at a time: each panel against every MR x NR block, then the
+     * group against the thin rows while it is still in L2 */
+    for (int j0 = 0; j0 < N; j0 += gp * PG_NR) {
+        for (int j = j0; j < N && j < j0 + gp * PG_NR; j += PG_NR) {
             const int nr = N - j < PG_NR ? N - j : PG_NR;
-            const REAL *b = bp + (size_t)j * K + (size_t)k0 * PG_NR;
-            for (int i = 0; i < M; i += PG_MR) {
-                const REAL *a = ap + (size_t)i * kc;
+            for (int i = 0; i < mfull; i += PG_MR) {
+                const REAL *a = ap + (size_t)i * K, *b = bp + (size_t)j * K;
                 REAL *c = C + (size_t)i * ldc + j;
-                switch (M - i < PG_MR ? M - i : PG_MR) {
-                case 6: FN(pg_block)(6, nr, kc, a, b, c, ldc); break;
-                case 5: FN(pg_block)(5, nr, kc, a, b, c, ldc); break;
-                case 4: FN(pg_block)(4, nr, kc, a, b, c, ldc); break;
-                case 3: FN(pg_block)(3, nr, kc, a, b, c, ldc); break;
-                case 2: FN(pg_block)(2, nr, kc, a, b, c, ldc); break;
-                default: FN(pg_block)(1, nr, kc, a, b, c, ldc); break;
+                switch (mfull - i < PG_MR ? mfull - i : PG_MR) {
+                case 6: FN(pg_block)(6, nr, K, a, b, c, ldc); break;
+                case 5: FN(pg_block)(5, nr, K, a, b, c, ldc); break;
+                default: FN(pg_block)(4, nr, K, a, b, c, ldc); break;
                 }
             }
+        }
+        if (mr == 0) continue;
+        const int left = (N - j0 + PG_NR - 1) / PG_NR;      /* panels from j0 on */
+        const int np = left < gp ? left : gp;
+        const int nr = N - j0 - (np - 1) * PG_NR < PG_NR ? N - j0 - (np - 1) * PG_NR : PG_NR;
+        const REAL *a = ap + (size_t)mfull * K, *b = bp + (size_t)j0 * K;
+        REAL *c = C + (size_t)mfull * ldc + j0;
+        switch (mr * 8 + np) {
+        case 3 * 8 + 2: FN(pg_thin)(3, 2, nr, K, a, b, ps, c, ldc); break;
+        case 3 * 8 + 1: FN(pg_thin)(3, 1, nr, K, a, b, ps, c, ldc); break;
+        case 2 * 8 + 2: FN(pg_thin)(2, 2, nr, K, a, b, ps, c, ldc); break;
+        case 2 * 8 + 1: FN(pg_thin)(2, 1, nr, K, a, b, ps, c, ldc); break;
+        case 1 * 8 + 4: FN(pg_thin)(1, 4, nr, K, a, b, ps, c, ldc); break;
+        case 1 * 8 + 3: FN(pg_thin)(1, 3, nr, K, a, b, ps, c, ldc); break;
+        case 1 * 8 + 2: FN(pg_thin)(1, 2, nr, K, a, b, ps, c, ldc); break;
+        default: FN(pg_thin)(1, 1, nr, K, a, b, ps, c, ldc); break;
         }
     }
 }
 
 #undef PG_MR
 #undef PG_NR
-#undef PG_KC

@@ -847,7 +847,8 @@ static void test_grid(void)
 
 /* The packed time-loop products (work given) against the BLAS ones (work
  * NULL) on shapes the grid's small ones miss: full and partial 6-row
- * slivers and 16/8-column panels, and H beyond one 256-column block of K.
+ * slivers and 16/8-column panels, 1-3 rows left over after the 6-row blocks
+ * (pg_thin: 4 or 2 panels at a time, fewer in the last group), and long K.
  * Only the summation order differs, so float64 agrees to 1e-12 of each
  * array's scale and float32 to 1e-5. Without AVX2+FMA both sides are BLAS.
  * Each way again on two threads (PAR_BLAS: the time loops split into two
@@ -859,6 +860,9 @@ static void test_packed(void)
         /* T  B  D  H */
         {3, 2, 3, 16}, {3, 7, 3, 17}, {2, 11, 2, 33}, {2, 10, 4, 48}, {2, 9, 3, 20},
         {2, 6, 1, 260}, {2, 8, 2, 300}, {16, 9, 3, 20},
+        /* rows left after the 6-row blocks: 3, 1, 2 (and 1 in each half of
+         * 14), against 1 to 13 panels; 4 and 5 rows in one block */
+        {2, 3, 2, 40}, {2, 13, 2, 100}, {2, 14, 3, 40}, {2, 4, 1, 9}, {2, 5, 2, 24},
         /* B = 1: one to four panels per group, a partial last panel */
         {3, 1, 2, 17}, {2, 1, 3, 100}, {2, 1, 2, 64}, {2, 1, 2, 40}, {2, 1, 1, 300},
     };
