@@ -187,12 +187,13 @@ def evaluate(runs, target, dt, n):
     """(measured text, met: True/False/None for not measured)."""
     cfg, pas, what, thr, _ = target
     key = (cfg, pas, dt, n)
+    # one decimal, so that a miss never reads as the threshold itself
     if what == "share":
         v = token_share(runs, key)
-        return ("—", None) if v is None else (pct_text(v), v <= thr)
+        return ("—", None) if v is None else (f"{100 * v:.1f} %", v <= thr)
     if what == "ceiling":
         v = fraction_of_ceiling(runs, key)
-        return ("—", None) if v is None else (pct_text(v), v >= thr)
+        return ("—", None) if v is None else (f"{100 * v:.1f} %", v >= thr)
     v = speedup(runs, key, what)
     return ("—", None) if v is None else (f"{v:.2f}×", v >= thr)
 
