@@ -74,10 +74,10 @@ def mt_flops(whole=None, step=None, par=None):
     BLAS has two or more at the call's start (set them with threadpoolctl):
     `whole`: a whole-sequence product runs on the BLAS's threads;
     `step`: a product inside the time loop does;
-    `par`: with two threads (and the packed time loop: x86-64 with AVX2 and
-    FMA), crnn runs the call on two threads of its own and the BLAS on one:
-    a time loop (the forward's, or one chunk of the backward's) of a batch
-    of B >= 4 with `par` flops or more runs as two halves of the batch at
+    `par`: with two threads and a batch of B >= 4 (and the packed time loop:
+    x86-64 with AVX2 and FMA), crnn runs the call on two threads of its own
+    and the BLAS on one: a time loop (the forward's, or one chunk of the
+    backward's) with `par` flops or more runs as two halves of the batch at
     once, and whole-sequence products from `whole` flops on (with 128 rows
     or columns or more) are split in two halves; the results are those of
     one thread, bit for bit. float("inf") turns this off, and the BLAS's

@@ -131,10 +131,15 @@ static int FN(split_loop)(const gemm_ctx *gc, int B, int H, int steps)
     return gc->own && B >= 4 && 2.0 * B * H * H * steps >= gc->blas->par_flops;
 }
 
-/* The thread policy of a call given `work` (or NULL). */
-static gemm_ctx FN(call_ctx)(const crnn_blas *blas, const REAL *work)
+/* The thread policy of a call of batch B given `work` (or NULL). Below
+ * B = 4 no time loop is split, so crnn's second thread would sleep through
+ * the loop and wake for each split product: LAT (B = 1) at two threads took
+ * 8.4 ms that way, against 7.5 on one thread and 7.3 with the BLAS's
+ * threads (float64 forward+backward, medians of alternating blocks); such
+ * calls keep the BLAS's threads. */
+static gemm_ctx FN(call_ctx)(const crnn_blas *blas, const REAL *work, int B)
 {
-    gemm_ctx gc = {blas, 0, own_pair(blas, CRNN_PGEMM && work && cpu_has_pgemm())};
+    gemm_ctx gc = {blas, 0, B >= 4 && own_pair(blas, CRNN_PGEMM && work && cpu_has_pgemm())};
     return gc;
 }
 
@@ -398,7 +403,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     if (!hs || !h_last || !W_xh || !W_hh || (!x && !tokens) || (s->bias && !b_h))
         return CRNN_ENULL;
     if (O > 0 && (!y || !W_hy || (s->bias && !b_y))) return CRNN_ENULL;
-    gemm_ctx gc = FN(call_ctx)(blas, work);
+    gemm_ctx gc = FN(call_ctx)(blas, work, s->B);
 
     /* hs <- X W_xh^T + b_h for all T*B rows at once: one GEMM, or a gather of
      * W_xh's columns for one-hot tokens. */
@@ -497,7 +502,7 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
         (!x && !tokens) || (s->bias && !db_h))
         return CRNN_ENULL;
     if (O > 0 && (!y || !W_hy || !dz || !dW_hy || (s->bias && !db_y))) return CRNN_ENULL;
-    gemm_ctx gc = FN(call_ctx)(blas, work);
+    gemm_ctx gc = FN(call_ctx)(blas, work, s->B);
     REAL *carry = da + (size_t)C * BH;  /* dL/dh of the step before a chunk */
 
 #define VALID(t, b) (!lengths || (t) < lengths[b])

@@ -1734,7 +1734,7 @@ static int cpu_packs(void)
 
 static void test_split_policy(void)
 {
-    enum { T = 16, D = 3, H = 16 };
+    enum { T = 48, D = 3, H = 16 };
     static const int Bs[] = {3, 4, 5, 9};
     for (size_t bi = 0; bi < sizeof Bs / sizeof Bs[0]; ++bi)
         for (int c = 0; c < 7; ++c) {
@@ -1743,8 +1743,9 @@ static void test_split_policy(void)
             /* c: 0 split, 1 par_flops above the loop, 2 one thread, 3 no
              * par, 4 three threads (the BLAS's own, as without par), 5 as
              * 0 with every whole-sequence product split too (only the
-             * forward's input projection has 2 * CRNN_SPLIT_ALIGN rows,
-             * when B = 9); all with work, but case 6 */
+             * forward's input projection has 2 * CRNN_SPLIT_ALIGN rows;
+             * with B = 3 < 4 no loop splits, so neither does it); all with
+             * work, but case 6 */
             crnn_blas blas = SPLIT_BLAS;
             blas.par = c == 3 ? NULL : fake_par;
             blas.par_flops = c == 1 ? 2 * loop_flops : loop_flops;
@@ -1775,7 +1776,7 @@ static void test_split_policy(void)
                                           work, T, &s, &blas);
             free(work);
             const int want = (c == 0 || c == 5) && B >= 4 && cpu_packs();
-            const int gemms = c == 5 && B * T >= 2 * CRNN_SPLIT_ALIGN && cpu_packs();
+            const int gemms = c == 5 && B >= 4 && B * T >= 2 * CRNN_SPLIT_ALIGN && cpu_packs();
             const int want_fwd = want + gemms, want_all = 2 * want + gemms;
             check(rc == CRNN_OK, "split policy: B = %d case %d returned %d", B, c, rc);
             check(fwd_calls == want_fwd && par_calls == want_all && !par_bad,
