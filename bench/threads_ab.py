@@ -1,7 +1,8 @@
 """A/B at two threads: a call on crnn's own two threads (the default: the
 BLAS on one thread, time loops and large products split in two halves run
 at once, crnn.mt_flops par) against the BLAS's two threads
-(crnn.mt_flops(par=inf), the policy of crnn 0.3).
+(crnn.mt_flops(par=inf), the policy of crnn 0.3). A batch of B < 4 (LAT)
+keeps the BLAS's threads either way.
 
 The two ways are not interleaved call by call: after a multi-threaded
 product OpenBLAS's idle threads spin on the cores for a while, and the next
@@ -9,12 +10,13 @@ call would share a core with them, which no program that keeps one policy
 pays. So each way runs in blocks of --calls calls (after one warm-up call
 and a 0.3 s pause), the blocks alternating, --blocks blocks each.
 
-    python bench/threads_ab.py                 # S, M, L; float32 and float64
+    python bench/threads_ab.py                 # LAT, S, M, L; float32 and float64
     python bench/threads_ab.py S M --blocks 6
+    python bench/threads_ab.py LAT S --one     # one thread timed too
     python bench/threads_ab.py S M --busy      # another process holds a core
 
 --busy runs a spinning child process meanwhile (as another program on the
-machine would) and times one thread too. Prints, per config and dtype,
+machine would) and times one thread too, as --one does. Prints, per config and dtype,
 forward+backward median ms and GF/s of each way and the speed-up (BLAS
 threads / own threads).
 """
@@ -33,7 +35,7 @@ from core_ab import CONFIGS as AB_CONFIGS, layer_case, pick_configs  # bench/, b
 import crnn  # core_ab put the checkout on the path; an installed crnn wins
 from crnn import _core
 
-CONFIGS = {name: AB_CONFIGS[name][0] for name in ("S", "M", "L")}  # (T, B, D, H)
+CONFIGS = {name: AB_CONFIGS[name][0] for name in ("LAT", "S", "M", "L")}  # (T, B, D, H)
 
 
 LABEL = {"own": "own threads", "blas": "BLAS threads", "one": "one thread"}
@@ -69,12 +71,13 @@ def main(argv=None):
     ap.add_argument("--calls", type=int, default=4, help="timed calls per block (default 4)")
     ap.add_argument("--busy", action="store_true",
                     help="a spinning child process meanwhile; one thread timed too")
+    ap.add_argument("--one", action="store_true", help="one thread timed too")
     args = ap.parse_args(argv)
     args.configs = pick_configs(ap, args.configs, CONFIGS)
     own_par = _core.mt_flops()[2]
     if own_par == float("inf"):
         own_par = 2.0 ** 22
-    ways = ["own", "blas"] + (["one"] if args.busy else [])
+    ways = ["own", "blas"] + (["one"] if args.busy or args.one else [])
     print(f"crnn {crnn.__version__} from {os.path.dirname(crnn.__file__)}; "
           f"2 threads{'; another process spinning' if args.busy else ''}")
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
