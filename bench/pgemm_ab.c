@@ -6,7 +6,7 @@
  *
  *   git show eaa2bc3:src_c/pgemm_impl.h > /tmp/pg_a.h
  *   cp src_c/pgemm_impl.h /tmp/pg_b.h
- *   gcc -O3 -I/tmp bench/pgemm_ab.c -o /tmp/pgemm_ab
+ *   gcc -O3 -I/tmp -Isrc_c bench/pgemm_ab.c -o /tmp/pgemm_ab
  *   /tmp/pgemm_ab 64 512            # M H [calls per round] [rounds]
  *
  * Needs an x86-64 CPU with AVX2 and FMA. */
@@ -21,14 +21,8 @@
 #define CAT(a, b) CAT_(a, b)
 
 #define REAL float
-#define V __m256
-#define VL 8
-#define VZERO _mm256_setzero_ps
-#define VLOAD _mm256_loadu_ps
-#define VSTORE _mm256_storeu_ps
-#define VADD _mm256_add_ps
-#define VFMA _mm256_fmadd_ps
-#define VBCAST _mm256_broadcast_ss
+#define VEC256_DOUBLE 0
+#include "vec256.h"
 #define FN(name) CAT(name, a32)
 #include "pg_a.h"
 #undef FN
@@ -36,24 +30,11 @@
 #include "pg_b.h"
 #undef FN
 #undef REAL
-#undef V
-#undef VL
-#undef VZERO
-#undef VLOAD
-#undef VSTORE
-#undef VADD
-#undef VFMA
-#undef VBCAST
+#undef VEC256_DOUBLE
 
 #define REAL double
-#define V __m256d
-#define VL 4
-#define VZERO _mm256_setzero_pd
-#define VLOAD _mm256_loadu_pd
-#define VSTORE _mm256_storeu_pd
-#define VADD _mm256_add_pd
-#define VFMA _mm256_fmadd_pd
-#define VBCAST _mm256_broadcast_sd
+#define VEC256_DOUBLE 1
+#include "vec256.h"
 #define FN(name) CAT(name, a64)
 #include "pg_a.h"
 #undef FN

@@ -82,14 +82,8 @@ int crnn_elman_chunk(int T, int B)
 
 #define REAL float
 #define SFX f32
-#define V __m256
-#define VL 8
-#define VZERO _mm256_setzero_ps
-#define VLOAD _mm256_loadu_ps
-#define VSTORE _mm256_storeu_ps
-#define VADD _mm256_add_ps
-#define VFMA _mm256_fmadd_ps
-#define VBCAST _mm256_broadcast_ss
+#define VEC256_DOUBLE 0
+#include "vec256.h"
 #define GEMM_PTR sgemm
 #define GEMV_PTR sgemv
 #define REAL_TINY FLT_MIN
@@ -109,17 +103,12 @@ int crnn_elman_chunk(int T, int B)
 #undef TANH_
 #undef SIGMOID_
 #undef EXP_
+#undef VEC256_DOUBLE
 
 #define REAL double
 #define SFX f64
-#define V __m256d
-#define VL 4
-#define VZERO _mm256_setzero_pd
-#define VLOAD _mm256_loadu_pd
-#define VSTORE _mm256_storeu_pd
-#define VADD _mm256_add_pd
-#define VFMA _mm256_fmadd_pd
-#define VBCAST _mm256_broadcast_sd
+#define VEC256_DOUBLE 1
+#include "vec256.h"
 #define GEMM_PTR dgemm
 #define GEMV_PTR dgemv
 #define REAL_TINY DBL_MIN

@@ -656,12 +656,3 @@ int FN(crnn_activate)(REAL *out, const REAL *in, int64_t n, int act)
 #undef FN
 #undef CAT
 #undef CAT_
-/* the vector macros elman.c defined for pgemm_impl.h */
-#undef V
-#undef VL
-#undef VZERO
-#undef VLOAD
-#undef VSTORE
-#undef VADD
-#undef VFMA
-#undef VBCAST
