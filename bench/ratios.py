@@ -9,7 +9,8 @@ ceiling of the same dtype and thread count: of the one measured first in the
 same group (M and L forward + backward; same statistic as crnn's, seconds
 apart) and of the run's best (the fastest round of the "GEMM" groups, which
 open and close the run); (2) the targets' groups measured with their
-contenders interleaved round by round (test_interleaved); (3) token ids vs
+contenders interleaved round by round (test_interleaved; at two threads in
+blocks of calls after a pause); (3) token ids vs
 the dense one-hot input; (4) the GEMM ceiling; (5) the performance targets
 and whether each is met, from the interleaved groups where the run has them.
 Several JSON files are merged (a later file's result replaces an earlier
@@ -255,7 +256,7 @@ def report(paths, stat="median"):
     out += table_layers(runs)
     if il:
         out += ["", f"## the targets' groups, contenders interleaved round by round ({stat} "
-                    "ms over the rounds)", ""]
+                    "ms over the calls; two threads: blocks of calls, each after a pause)", ""]
         out += table_interleaved(il)
     out += ["", "## token ids vs dense one-hot input (crnn.Layer both)", ""]
     out += table_tokens(runs)
