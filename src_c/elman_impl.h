@@ -134,9 +134,9 @@ static int FN(split_loop)(const gemm_ctx *gc, int B, int H, int steps)
 /* The thread policy of a call of batch B given `work` (or NULL). Below
  * B = 4 no time loop is split, so crnn's second thread would sleep through
  * the loop and wake for each split product: LAT (B = 1) at two threads took
- * 8.4 ms that way, against 7.5 on one thread and 7.3 with the BLAS's
- * threads (float64 forward+backward, medians of alternating blocks); such
- * calls keep the BLAS's threads. */
+ * 7.03 ms that way, against 6.30 with the BLAS's threads and 5.60 on one
+ * thread (float64 forward+backward, crnn 0.4.0, `python bench/threads_ab.py
+ * LAT --one --blocks 8 --calls 5`); such calls keep the BLAS's threads. */
 static gemm_ctx FN(call_ctx)(const crnn_blas *blas, const REAL *work, int B)
 {
     gemm_ctx gc = {blas, 0, B >= 4 && own_pair(blas, CRNN_PGEMM && work && cpu_has_pgemm())};
