@@ -16,9 +16,9 @@ and a 0.3 s pause), the blocks alternating, --blocks blocks each.
     python bench/threads_ab.py S M --busy      # another process holds a core
 
 --busy runs a spinning child process meanwhile (as another program on the
-machine would) and times one thread too, as --one does. Prints, per config and dtype,
-forward+backward median ms and GF/s of each way and the speed-up (BLAS
-threads / own threads).
+machine would) and times one thread too, as --one does. Prints, per config
+and dtype, forward+backward median ms and GF/s of each way and the speed-up
+(BLAS threads / own threads).
 """
 import argparse
 import os
