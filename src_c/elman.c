@@ -53,6 +53,17 @@ static void use_threads(gemm_ctx *g, double flops, int in_loop)
     }
 }
 
+/* The policy of each half of a split (crnn's own two threads): the call's
+ * BLAS table, copied into *one, on one thread. The halves share it read
+ * only: its count is 1 already, so use_threads never writes it. */
+static gemm_ctx half_ctx(const gemm_ctx *g, crnn_blas *one)
+{
+    *one = *g->blas;
+    one->threads = 1;
+    gemm_ctx h = {one, 1, 0};
+    return h;
+}
+
 static void restore_threads(gemm_ctx *g)
 {
     if (g->blas->set_threads && g->now != 0 && g->now != g->blas->threads)

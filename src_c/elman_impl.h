@@ -75,9 +75,8 @@ static void FN(rm_gemm)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int 
          * each a one-thread product of its own, split at a multiple of
          * CRNN_SPLIT_ALIGN: every element then falls in the same place of
          * the BLAS's register tiles as in the whole product (same bits) */
-        crnn_blas one = *gc->blas;
-        one.threads = 1;
-        gemm_ctx half = {&one, 1, 0};  /* read only: the count is 1 already */
+        crnn_blas one;
+        gemm_ctx half = half_ctx(gc, &one);
         FN(gemm_args) first = {&half, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
         FN(gemm_args) second = first;
         const int cut = (wide / 2 + CRNN_SPLIT_ALIGN / 2) / CRNN_SPLIT_ALIGN * CRNN_SPLIT_ALIGN;
@@ -204,9 +203,8 @@ static void FN(run_loop)(FN(loop) *L, crnn_job_fn job, int split)
         return;
     }
     use_threads(L->gc, 0, 1);  /* the BLAS on one thread while the halves run */
-    crnn_blas one = *L->gc->blas;
-    one.threads = 1;
-    gemm_ctx half = {&one, 1, 0};  /* read only: the count is 1 already */
+    crnn_blas one;
+    gemm_ctx half = half_ctx(L->gc, &one);
     FN(loop) first = *L, second = *L;
     first.b1 = second.b0 = (L->s->B + 1) / 2;
     first.gc = second.gc = &half;
