@@ -85,9 +85,9 @@ FN(pg_add)(REAL *c, V lo, V hi, int nr)
     }
 }
 
-/* One MR x NR block: C[i][0..nr) += sum_k ap[k*MR + i] * bp[k*NR + 0..nr), i < mr.
- * mr is a constant at every call site, so each instance keeps only the
- * registers it needs. */
+/* One MR x NR block: C[i][0..nr) += sum_k ap[k*MR + i] * bp[k*NR + 0..nr), i < mr,
+ * for mr = 4..6 (fewer rows go to pg_thin). mr is a constant at every call
+ * site, so each instance keeps only the registers it needs. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 FN(pg_block)(int mr, int nr, int K, const REAL *ap, const REAL *bp, REAL *C, int ldc)
 {
@@ -103,9 +103,9 @@ FN(pg_block)(int mr, int nr, int K, const REAL *ap, const REAL *bp, REAL *C, int
     for (int k = 0; k < K; ++k, ap += PG_MR, bp += PG_NR) {
         V b0 = VLOAD(bp), b1 = VLOAD(bp + VL), a;
         a = VBCAST(ap);     c00 = VFMA(a, b0, c00); c01 = VFMA(a, b1, c01);
-        if (mr > 1) { a = VBCAST(ap + 1); c10 = VFMA(a, b0, c10); c11 = VFMA(a, b1, c11); }
-        if (mr > 2) { a = VBCAST(ap + 2); c20 = VFMA(a, b0, c20); c21 = VFMA(a, b1, c21); }
-        if (mr > 3) { a = VBCAST(ap + 3); c30 = VFMA(a, b0, c30); c31 = VFMA(a, b1, c31); }
+        a = VBCAST(ap + 1); c10 = VFMA(a, b0, c10); c11 = VFMA(a, b1, c11);
+        a = VBCAST(ap + 2); c20 = VFMA(a, b0, c20); c21 = VFMA(a, b1, c21);
+        a = VBCAST(ap + 3); c30 = VFMA(a, b0, c30); c31 = VFMA(a, b1, c31);
         if (mr > 4) { a = VBCAST(ap + 4); c40 = VFMA(a, b0, c40); c41 = VFMA(a, b1, c41); }
         if (mr > 5) { a = VBCAST(ap + 5); c50 = VFMA(a, b0, c50); c51 = VFMA(a, b1, c51); }
     }
