@@ -123,16 +123,16 @@ static void FN(gemm_job)(void *arg)
 }
 
 /* Whether a time loop of `steps` steps runs as two halves of the batch at
- * once: crnn's own two threads, B >= 4 (so that each half has the M > 1
- * layout the packed W_hh was made for) and enough work. */
+ * once: crnn's own two threads (so B >= 4, call_ctx) and enough work. */
 static int FN(split_loop)(const gemm_ctx *gc, int B, int H, int steps)
 {
-    return gc->own && B >= 4 && 2.0 * B * H * H * steps >= gc->blas->par_flops;
+    return gc->own && 2.0 * B * H * H * steps >= gc->blas->par_flops;
 }
 
-/* The thread policy of a call of batch B given `work` (or NULL). Below
- * B = 4 no time loop is split, so crnn's second thread would sleep through
- * the loop and wake for each split product: LAT (B = 1) at two threads took
+/* The thread policy of a call of batch B given `work` (or NULL). crnn's own
+ * threads need B >= 4: a time loop is split only then, so that each half
+ * has the M > 1 layout the packed W_hh was made for. Below it crnn's second
+ * thread would sleep through the loop and wake for each split product: LAT (B = 1) at two threads took
  * 7.03 ms that way, against 6.30 with the BLAS's threads and 5.60 on one
  * thread (float64 forward+backward, crnn 0.4.0, `python bench/threads_ab.py
  * LAT --one --blocks 8 --calls 5`); such calls keep the BLAS's threads. */
