@@ -406,17 +406,18 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     /* hs <- X W_xh^T + b_h for all T*B rows at once: one GEMM, or a gather of
      * W_xh's columns for one-hot tokens. */
     if (tokens) {
-        /* with work, gather rows of a transposed copy instead of reading
-         * down W_xh's columns (stride D): the same values, contiguous */
+        /* with work, copy rows of a table W_xh^T + b_h instead of reading
+         * down W_xh's columns (stride D): the same sums, each made once per
+         * id, and a row copy (memcpy's vector stores) per token */
         REAL *wt = FN(token_block)(work, B, H);
         if (wt)
             for (int d = 0; d < D; ++d)
-                for (int j = 0; j < H; ++j) wt[(size_t)d * H + j] = W_xh[(size_t)j * D + d];
+                for (int j = 0; j < H; ++j)
+                    wt[(size_t)d * H + j] = W_xh[(size_t)j * D + d] + (bh ? bh[j] : 0);
         for (size_t r = 0; r < (size_t)TB; ++r) {
             REAL *row = hs + r * H;
             if (wt) {
-                const REAL *src = wt + (size_t)tokens[r] * H;
-                for (int j = 0; j < H; ++j) row[j] = src[j] + (bh ? bh[j] : 0);
+                memcpy(row, wt + (size_t)tokens[r] * H, H * sizeof(REAL));
             } else {
                 const REAL *col = W_xh + tokens[r];
                 for (int j = 0; j < H; ++j) row[j] = col[(size_t)j * D] + (bh ? bh[j] : 0);
