@@ -1,8 +1,9 @@
 """A/B at two threads: a call on crnn's own two threads (the default: the
 BLAS on one thread, time loops and large products split in two halves run
 at once, crnn.mt_flops par) against the BLAS's two threads
-(crnn.mt_flops(par=inf), the policy of crnn 0.3). A batch of B < 4 (LAT)
-keeps the BLAS's threads either way.
+(crnn.mt_flops(par=inf), the policy of crnn 0.3). With a batch of B < 4
+(LAT) crnn's own threads pipeline the backward's chunks instead of
+splitting anything (crnn 0.4.2).
 
 The two ways are not interleaved call by call: after a multi-threaded
 product OpenBLAS's idle threads spin on the cores for a while, and the next

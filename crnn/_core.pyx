@@ -74,14 +74,17 @@ def mt_flops(whole=None, step=None, par=None):
     BLAS has two or more at the call's start (set them with threadpoolctl):
     `whole`: a whole-sequence product runs on the BLAS's threads;
     `step`: a product inside the time loop does;
-    `par`: with two threads and a batch of B >= 4 (and the packed time loop:
-    x86-64 with AVX2 and FMA), crnn runs the call on two threads of its own
-    and the BLAS on one: a time loop (the forward's, or one chunk of the
-    backward's) with `par` flops or more runs as two halves of the batch at
-    once, and whole-sequence products from `whole` flops on (with 128 rows
-    or columns or more) are split in two halves; the results are those of
-    one thread, bit for bit. float("inf") turns this off, and the BLAS's
-    own threads do the large products (`whole`, `step`) instead.
+    `par`: with two threads (and the packed time loop: x86-64 with AVX2
+    and FMA), crnn runs the call on two threads of its own and the BLAS on
+    one. With a batch of B >= 4 a time loop (the forward's, or one chunk of
+    the backward's) with `par` flops or more runs as two halves of the batch
+    at once, and whole-sequence products from `whole` flops on (with 128
+    rows or columns or more) are split in two halves; with B < 4 the
+    backward computes each chunk's parameter gradients on the second thread
+    while the next chunk's time loop runs, when a chunk's products have
+    `par` flops or more. The results are those of one thread, bit for bit.
+    float("inf") turns this off, and the BLAS's own threads do the large
+    products (`whole`, `step`) instead.
     Sets the ones given; returns the previous (whole, step, par)."""
     old = (_blas.mt_flops, _blas.mt_flops_step, _blas.par_flops)
     for name, value in (("whole", whole), ("step", step), ("par", par)):

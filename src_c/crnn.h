@@ -89,9 +89,14 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * W_hh the results are the same bits as on one thread. (The BLAS's own
  * threads are not used meanwhile because OpenBLAS's idle threads spin on
  * the cores for a while after each multi-threaded product, and a thread of
- * crnn's would share a core with them.) Otherwise -- other thread counts,
- * B < 4, no work, par_flops = infinity -- par is not used. CRNN_MT_FLOPS,
- * CRNN_MT_FLOPS_STEP and CRNN_PAR_FLOPS are the suggested values. */
+ * crnn's would share a core with them.) With B < 4 instead (same
+ * conditions but B), nothing is split: the BLAS gets one thread, and the
+ * backward computes each chunk's parameter gradients on the second thread
+ * while the next chunk's time loop runs on the first, when a chunk's
+ * products have at least par_flops flops; same bits as on one thread.
+ * Otherwise -- other thread counts, no work, par_flops = infinity -- par is
+ * not used. CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP and CRNN_PAR_FLOPS are the
+ * suggested values. */
 typedef struct {
     crnn_sgemm_fn sgemm;
     crnn_dgemm_fn dgemm;
@@ -186,13 +191,17 @@ int crnn_elman_chunk(int T, int B);
  *   hs, y           in   the forward's outputs (y only when O > 0)
  *   x, tokens, h0, lengths, W_xh, W_hh, W_hy   in   as given to the forward
  *   da      (C+1,B,H) work  dL/da_t for the C = min(chunk, T) steps of one
- *                        chunk, and dL/dh carried from one chunk to the next
+ *                        chunk, and dL/dh carried from one chunk to the next;
+ *                        with B < 4 and C/2 steps' products of at least
+ *                        par_flops flops, the chunks are C/2 steps (rounded
+ *                        down), taking turns in da's two halves (crnn_blas)
  *   dz      (C,B,O) work dL/dz_t, the output pre-activation gradient (O > 0)
  *   work    (crnn_elman_worksize(B, D, H, tokens != NULL)) work, or NULL: as
  *           for the forward; token ids sum into rows of dW_xh^T first
  *   chunk   steps per chunk, >= 1 (crnn_elman_chunk(T, B) suggests one).
  *           The result does not depend on it but for rounding: the chunks'
- *           contributions to the parameter gradients are summed in turn.
+ *           contributions to the parameter gradients are summed in turn
+ *           (the same chunks on any thread count).
  */
 int crnn_elman_backward_f32(float *dx, float *dh0,
                             float *dW_xh, float *dW_hh, float *db_h,

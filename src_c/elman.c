@@ -21,8 +21,10 @@
 /* The thread policy of one kernel call (see crnn_blas). */
 typedef struct {
     const crnn_blas *blas;
-    int now;  /* the BLAS thread count last set, 0 = unknown */
-    int own;  /* the call runs on crnn's own two threads (own_pair) */
+    int now;     /* the BLAS thread count last set, 0 = unknown */
+    int own;     /* the call runs on crnn's own two threads (own_pair), the BLAS on one */
+    int halves;  /* own, B >= 4: time loops and large products split in two halves;
+                  * own, B < 4: the backward's chunks pipelined instead (pipe_chunks) */
 } gemm_ctx;
 
 /* Whether a call runs on crnn's own two threads: crnn_blas.par, threads = 2,
@@ -60,7 +62,7 @@ static gemm_ctx half_ctx(const gemm_ctx *g, crnn_blas *one)
 {
     *one = *g->blas;
     one->threads = 1;
-    gemm_ctx h = {one, 1, 0};
+    gemm_ctx h = {one, 1, 0, 0};
     return h;
 }
 

@@ -69,7 +69,7 @@ static void FN(rm_gemm)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int 
     }
     use_threads(gc, 2.0 * M * N * K, in_loop);
     const int wide = M >= N ? M : N;
-    if (!in_loop && gc->own && 2.0 * M * N * K >= gc->blas->mt_flops &&
+    if (!in_loop && gc->halves && 2.0 * M * N * K >= gc->blas->mt_flops &&
         wide >= 2 * CRNN_SPLIT_ALIGN) {
         /* crnn's own two threads: the rows (or columns) of C in two halves,
          * each a one-thread product of its own, split at a multiple of
@@ -126,19 +126,24 @@ static void FN(gemm_job)(void *arg)
  * once: crnn's own two threads (so B >= 4, call_ctx) and enough work. */
 static int FN(split_loop)(const gemm_ctx *gc, int B, int H, int steps)
 {
-    return gc->own && 2.0 * B * H * H * steps >= gc->blas->par_flops;
+    return gc->halves && 2.0 * B * H * H * steps >= gc->blas->par_flops;
 }
 
-/* The thread policy of a call of batch B given `work` (or NULL). crnn's own
- * threads need B >= 4: a time loop is split only then, so that each half
- * has the M > 1 layout the packed W_hh was made for. Below it crnn's second
- * thread would sleep through the loop and wake for each split product: LAT (B = 1) at two threads took
- * 7.03 ms that way, against 6.30 with the BLAS's threads and 5.60 on one
- * thread (float64 forward+backward, crnn 0.4.0, `python bench/threads_ab.py
- * LAT --one --blocks 8 --calls 5`); such calls keep the BLAS's threads. */
+/* The thread policy of a call of batch B given `work` (or NULL). On crnn's
+ * own threads the BLAS has one thread throughout. Time loops and large
+ * products are split in halves only with B >= 4, so that each half of a
+ * loop has the M > 1 layout the packed W_hh was made for; split below it,
+ * crnn's second thread slept through the loop and woke for each split
+ * product (LAT, B = 1, at two threads: 7.03 ms, against 6.30 with the
+ * BLAS's threads and 5.60 on one thread; float64 forward+backward, crnn
+ * 0.4.0, `python bench/threads_ab.py LAT --one --blocks 8 --calls 5`). With
+ * B < 4 the backward pipelines its chunks instead (pipe_chunks) and the
+ * rest runs on one thread: the BLAS's threads would go on spinning after
+ * the forward's products, on the core the pipeline's second thread needs. */
 static gemm_ctx FN(call_ctx)(const crnn_blas *blas, const REAL *work, int B)
 {
-    gemm_ctx gc = {blas, 0, B >= 4 && own_pair(blas, CRNN_PGEMM && work && cpu_has_pgemm())};
+    const int own = own_pair(blas, CRNN_PGEMM && work && cpu_has_pgemm());
+    gemm_ctx gc = {blas, 0, own, own && B >= 4};
     return gc;
 }
 
@@ -480,6 +485,181 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     return CRNN_OK;
 }
 
+/* What the backward's chunks share: crnn_elman_backward's arguments. */
+typedef struct {
+    const crnn_shape *s;
+    gemm_ctx *gc;            /* the policy of the chunks' products */
+    FN(loop) *L;             /* the time loop's */
+    REAL *dx, *dW_xh, *dW_hh, *db_h, *dW_hy, *db_y, *dz, *wt, *carry;
+    const REAL *dy, *dstate, *hs, *y, *x, *h0, *W_xh, *W_hy;
+    const int64_t *tokens, *lengths;
+} FN(bwd);
+
+/* One chunk of the backward: the forward's steps lo .. hi-1, whose t run
+ * over t0 .. t0+n-1 (a contiguous range in either direction), with dL/da of
+ * its n*B rows in da. chunk_job runs its gradients when grads is set, else
+ * its time loop. */
+typedef struct {
+    const FN(bwd) *k;
+    int lo, hi, n, t0;
+    REAL *da;
+    int grads;
+} FN(chunk);
+
+#define VALID(t, b) (!lengths || (t) < lengths[b])
+#define DA(t) (c->da + (size_t)((t) - c->t0) * BH)
+
+/* A chunk's dL/dh_t from the outputs, dstate and the chunk after it, then
+ * BPTT over it (backward_rows): its da then holds dL/da_t. */
+static void FN(chunk_loop)(const FN(chunk) *c)
+{
+    const FN(bwd) *k = c->k;
+    const crnn_shape *s = k->s;
+    const int T = s->T, B = s->B, H = s->H, O = s->O, rev = s->reverse;
+    const int t0 = c->t0, n = c->n;
+    const size_t BH = (size_t)B * H, rows = (size_t)n * B;
+    const int64_t *lengths = k->lengths;
+    const REAL *dy = k->dy, *y = k->y;
+    REAL *da = c->da, *dz = k->dz;
+
+    /* da <- dL/dh_t from the outputs (0 at padded steps, where dy is not read) */
+    if (O > 0) {
+        for (int t = t0; t < t0 + n; ++t)
+            for (int b = 0; b < B; ++b) {
+                size_t r = ((size_t)t * B + b) * O, rc_ = ((size_t)(t - t0) * B + b) * O;
+                if (!VALID(t, b)) {
+                    memset(dz + rc_, 0, O * sizeof(REAL));
+                } else if (s->output_activation == CRNN_SOFTMAX) {
+                    FN(softmax_backward_row)(dz + rc_, y + r, dy + r, O);
+                } else {
+                    memcpy(dz + rc_, dy + r, O * sizeof(REAL));
+                    FN(act_backward)(dz + rc_, y + r, (size_t)O, s->output_activation);
+                }
+            }
+        /* dW_hy += dz^T hs;  db_y += sum_rows dz;  dh = dz W_hy */
+        FN(rm_gemm)(k->gc, 0, 'T', 'N', O, H, (int)rows, 1, dz, O, k->hs + (size_t)t0 * BH, H,
+                    1, k->dW_hy, H);
+        if (s->bias)
+            for (size_t r = 0; r < rows; ++r)
+                for (int j = 0; j < O; ++j) k->db_y[j] += dz[r * O + j];
+        FN(rm_gemm)(k->gc, 0, 'N', 'N', (int)rows, H, O, 1, dz, O, k->W_hy, H, 0, da, H);
+    } else {
+        for (int t = t0; t < t0 + n; ++t)
+            for (int b = 0; b < B; ++b) {
+                size_t r = ((size_t)t * B + b) * H;
+                if (VALID(t, b)) memcpy(DA(t) + (size_t)b * H, dy + r, H * sizeof(REAL));
+                else memset(DA(t) + (size_t)b * H, 0, H * sizeof(REAL));
+            }
+    }
+    if (k->dstate)
+        for (int b = 0; b < B; ++b) {
+            int len = lengths ? (int)lengths[b] : T;
+            int t = len ? FN(step_of)(rev, len, T, 1) : -1;
+            if (t < t0 || t >= t0 + n) continue;
+            const REAL *src = k->dstate + (size_t)b * H;
+            REAL *dst = DA(t) + (size_t)b * H;
+            for (int j = 0; j < H; ++j) dst[j] += src[j];
+        }
+    if (c->hi < T) {  /* what the chunk after this one sent to its predecessor */
+        REAL *g = DA(FN(step_t)(rev, T, c->hi - 1));
+        for (size_t i = 0; i < BH; ++i) g[i] += k->carry[i];
+    }
+
+    FN(loop) *L = k->L;
+    L->lo = c->lo;
+    L->hi = c->hi;
+    L->t0 = t0;
+    L->da = da;
+    FN(run_loop)(L, FN(backward_rows), FN(split_loop)(L->gc, B, H, n));
+}
+
+/* A chunk's parameter gradients from its da (0 at padded steps), as
+ * whole-chunk products. */
+static void FN(chunk_grads)(const FN(chunk) *c)
+{
+    const FN(bwd) *k = c->k;
+    const crnn_shape *s = k->s;
+    const int T = s->T, B = s->B, D = s->D, H = s->H, rev = s->reverse;
+    const int t0 = c->t0, n = c->n;
+    const size_t BH = (size_t)B * H, rows = (size_t)n * B;
+    const int64_t *lengths = k->lengths, *tokens = k->tokens;
+    const REAL *hs = k->hs, *h0 = k->h0, *da = c->da;
+    REAL *dW_hh = k->dW_hh;
+
+    if (s->bias)
+        for (size_t r = 0; r < rows; ++r)
+            for (int j = 0; j < H; ++j) k->db_h[j] += da[r * H + j];
+
+    /* dW_hh += sum_t da_t^T h_prev(t): one GEMM pairs the chunk's steps
+     * whose h_prev is in hs (all but the first processed, t = 0 or T-1)
+     * with it; that step's h_prev is h0. */
+    {
+        const int a = rev ? t0 : (t0 > 0 ? t0 : 1);                 /* first such t */
+        const int e = rev ? (t0 + n < T ? t0 + n : T - 1) : t0 + n;  /* one past the last */
+        if (e > a)
+            FN(rm_gemm)(k->gc, 0, 'T', 'N', H, H, (e - a) * B, 1, DA(a), H,
+                        hs + (size_t)(rev ? a + 1 : a - 1) * BH, H, 1, dW_hh, H);
+    }
+    if (h0) {
+        const int tf = FN(step_t)(rev, T, 0);
+        if (tf >= t0 && tf < t0 + n)
+            FN(rm_gemm)(k->gc, 0, 'T', 'N', H, H, B, 1, DA(tf), H, h0, H, 1, dW_hh, H);
+        /* a reversed sequence shorter than T started from h0 at step len_b-1 */
+        if (rev && lengths)
+            for (int b = 0; b < B; ++b) {
+                int len = (int)lengths[b];
+                if (len == 0 || len == T || len - 1 < t0 || len - 1 >= t0 + n) continue;
+                FN(rm_gemm)(k->gc, 0, 'T', 'N', H, H, 1, 1, DA(len - 1) + (size_t)b * H, H,
+                            h0 + (size_t)b * H, H, 1, dW_hh, H);
+            }
+    }
+
+    if (tokens) {
+        /* dW_xh[:, id] += da_t for each valid (t, b); with work, summed
+         * into rows of dW_xh^T first (contiguous), then added once */
+        for (int t = t0; t < t0 + n; ++t)
+            for (int b = 0; b < B; ++b) {
+                if (!VALID(t, b)) continue;
+                size_t r = (size_t)t * B + b;
+                const REAL *d = DA(t) + (size_t)b * H;
+                if (k->wt) {
+                    REAL *row = k->wt + (size_t)tokens[r] * H;
+                    for (int j = 0; j < H; ++j) row[j] += d[j];
+                } else {
+                    REAL *col = k->dW_xh + tokens[r];
+                    for (int j = 0; j < H; ++j) col[(size_t)j * D] += d[j];
+                }
+            }
+    } else {
+        /* dW_xh += da^T X;  dx = da W_xh */
+        const size_t xo = (size_t)t0 * B * D;
+        FN(rm_gemm)(k->gc, 0, 'T', 'N', H, D, (int)rows, 1, da, H, k->x + xo, D, 1, k->dW_xh, D);
+        if (k->dx)
+            FN(rm_gemm)(k->gc, 0, 'N', 'N', (int)rows, D, H, 1, da, H, k->W_xh, D, 0,
+                        k->dx + xo, D);
+    }
+}
+#undef DA
+
+static void FN(chunk_job)(void *arg)
+{
+    const FN(chunk) *c = arg;
+    if (c->grads) FN(chunk_grads)(c);
+    else FN(chunk_loop)(c);
+}
+
+/* Whether a backward of B < 4 rows and chunks of C steps makes its chunks
+ * C/2 steps, taking turns in two halves of da, so that on crnn's own two
+ * threads (call_ctx: own, not halves) each chunk's gradients can be
+ * computed on the second thread while the next chunk's time loop runs on
+ * the first: when such a chunk's products beside its loop have at least
+ * par_flops flops. This does not depend on the thread count: the chunks,
+ * and so the bits, are the same on one thread. */
+static int FN(pipe_chunks)(const crnn_blas *b, int B, int D, int H, int C)
+{
+    return B < 4 && C >= 2 && 2.0 * (C / 2) * B * H * ((double)H + D) >= b->par_flops;
+}
+
 int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
                             REAL *dW_xh, REAL *dW_hh, REAL *db_h,
                             REAL *dW_hy, REAL *db_y,
@@ -504,9 +684,8 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
     gemm_ctx gc = FN(call_ctx)(blas, work, s->B);
     REAL *carry = da + (size_t)C * BH;  /* dL/dh of the step before a chunk */
 
-#define VALID(t, b) (!lengths || (t) < lengths[b])
     /* dstate is dL/dh_last: it enters at each sequence's last processed step
-     * (below, in that step's chunk), or goes straight to dh0 when the
+     * (chunk_loop, in that step's chunk), or goes straight to dh0 when the
      * sequence is empty. */
     memset(dh0, 0, BH * sizeof(REAL));
     if (dstate && lengths)
@@ -517,124 +696,44 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
     /* each chunk's time loop (backward_rows), on one thread or on two
      * halves of the batch */
     FN(loop) L = {.s = s, .gc = &gc, .pg = FN(use_pgemm)(&gc, work, B, H), .W_hh = W_hh,
-                  .lengths = lengths, .hs_in = hs, .da = da, .carry = carry, .dh0 = dh0};
+                  .lengths = lengths, .hs_in = hs, .carry = carry, .dh0 = dh0};
     FN(step_pack)(&L, work, 0);
     REAL *wt = tokens ? FN(token_block)(work, B, H) : NULL;  /* dW_xh^T, summed first */
     if (wt) memset(wt, 0, (size_t)D * H * sizeof(REAL));
 
-    /* The forward's steps in reverse order, C at a time: the time loop over a
-     * chunk, then the parameter gradients of its C*B rows as whole-chunk
-     * GEMMs. da holds the chunk's steps t0 .. t0+n-1 (a contiguous range of t
-     * in either direction), so it is C*B*H long, not T*B*H, and is still in
-     * cache when the GEMMs read it. */
-    for (int hi = T; hi > 0; hi -= C) {
-        const int lo = hi > C ? hi - C : 0, n = hi - lo;
-        const int t0 = rev ? T - hi : lo;
-        const size_t rows = (size_t)n * B;
-        const REAL *hs_c = hs + (size_t)t0 * BH;
-#define DA(t) (da + (size_t)((t) - t0) * BH)
-
-        /* da <- dL/dh_t from the outputs (0 at padded steps, where dy is not read) */
-        if (O > 0) {
-            for (int t = t0; t < t0 + n; ++t)
-                for (int b = 0; b < B; ++b) {
-                    size_t r = ((size_t)t * B + b) * O, rc_ = ((size_t)(t - t0) * B + b) * O;
-                    if (!VALID(t, b)) {
-                        memset(dz + rc_, 0, O * sizeof(REAL));
-                    } else if (s->output_activation == CRNN_SOFTMAX) {
-                        FN(softmax_backward_row)(dz + rc_, y + r, dy + r, O);
-                    } else {
-                        memcpy(dz + rc_, dy + r, O * sizeof(REAL));
-                        FN(act_backward)(dz + rc_, y + r, (size_t)O, s->output_activation);
-                    }
-                }
-            /* dW_hy += dz^T hs;  db_y += sum_rows dz;  dh = dz W_hy */
-            FN(rm_gemm)(&gc, 0, 'T', 'N', O, H, (int)rows, 1, dz, O, hs_c, H, 1, dW_hy, H);
-            if (s->bias)
-                for (size_t r = 0; r < rows; ++r)
-                    for (int k = 0; k < O; ++k) db_y[k] += dz[r * O + k];
-            FN(rm_gemm)(&gc, 0, 'N', 'N', (int)rows, H, O, 1, dz, O, W_hy, H, 0, da, H);
-        } else {
-            for (int t = t0; t < t0 + n; ++t)
-                for (int b = 0; b < B; ++b) {
-                    size_t r = ((size_t)t * B + b) * H;
-                    if (VALID(t, b)) memcpy(DA(t) + (size_t)b * H, dy + r, H * sizeof(REAL));
-                    else memset(DA(t) + (size_t)b * H, 0, H * sizeof(REAL));
-                }
-        }
-        if (dstate)
-            for (int b = 0; b < B; ++b) {
-                int len = lengths ? (int)lengths[b] : T;
-                int t = len ? FN(step_of)(rev, len, T, 1) : -1;
-                if (t < t0 || t >= t0 + n) continue;
-                const REAL *src = dstate + (size_t)b * H;
-                REAL *dst = DA(t) + (size_t)b * H;
-                for (int j = 0; j < H; ++j) dst[j] += src[j];
-            }
-        if (hi < T) {  /* what the chunk after this one sent to its predecessor */
-            REAL *g = DA(FN(step_t)(rev, T, hi - 1));
-            for (size_t i = 0; i < BH; ++i) g[i] += carry[i];
-        }
-
-        /* BPTT over the chunk (backward_rows) */
-        L.lo = lo;
-        L.hi = hi;
-        L.t0 = t0;
-        FN(run_loop)(&L, FN(backward_rows), FN(split_loop)(&gc, B, H, n));
-
-        /* The chunk's parameter gradients from da (0 at padded steps). */
-        if (s->bias)
-            for (size_t r = 0; r < rows; ++r)
-                for (int j = 0; j < H; ++j) db_h[j] += da[r * H + j];
-
-        /* dW_hh += sum_t da_t^T h_prev(t): one GEMM pairs the chunk's steps
-         * whose h_prev is in hs (all but the first processed, t = 0 or T-1)
-         * with it; that step's h_prev is h0. */
-        {
-            const int a = rev ? t0 : (t0 > 0 ? t0 : 1);                 /* first such t */
-            const int e = rev ? (t0 + n < T ? t0 + n : T - 1) : t0 + n;  /* one past the last */
-            if (e > a)
-                FN(rm_gemm)(&gc, 0, 'T', 'N', H, H, (e - a) * B, 1, DA(a), H,
-                            hs + (size_t)(rev ? a + 1 : a - 1) * BH, H, 1, dW_hh, H);
-        }
-        if (h0) {
-            const int tf = FN(step_t)(rev, T, 0);
-            if (tf >= t0 && tf < t0 + n)
-                FN(rm_gemm)(&gc, 0, 'T', 'N', H, H, B, 1, DA(tf), H, h0, H, 1, dW_hh, H);
-            /* a reversed sequence shorter than T started from h0 at step len_b-1 */
-            if (rev && lengths)
-                for (int b = 0; b < B; ++b) {
-                    int len = (int)lengths[b];
-                    if (len == 0 || len == T || len - 1 < t0 || len - 1 >= t0 + n) continue;
-                    FN(rm_gemm)(&gc, 0, 'T', 'N', H, H, 1, 1, DA(len - 1) + (size_t)b * H, H,
-                                h0 + (size_t)b * H, H, 1, dW_hh, H);
-                }
-        }
-
-        if (tokens) {
-            /* dW_xh[:, id] += da_t for each valid (t, b); with work, summed
-             * into rows of dW_xh^T first (contiguous), then added once */
-            for (int t = t0; t < t0 + n; ++t)
-                for (int b = 0; b < B; ++b) {
-                    if (!VALID(t, b)) continue;
-                    size_t r = (size_t)t * B + b;
-                    const REAL *d = DA(t) + (size_t)b * H;
-                    if (wt) {
-                        REAL *row = wt + (size_t)tokens[r] * H;
-                        for (int j = 0; j < H; ++j) row[j] += d[j];
-                    } else {
-                        REAL *col = dW_xh + tokens[r];
-                        for (int j = 0; j < H; ++j) col[(size_t)j * D] += d[j];
-                    }
-                }
-        } else {
-            /* dW_xh += da^T X;  dx = da W_xh */
-            const size_t xo = (size_t)t0 * B * D;
-            FN(rm_gemm)(&gc, 0, 'T', 'N', H, D, (int)rows, 1, da, H, x + xo, D, 1, dW_xh, D);
-            if (dx) FN(rm_gemm)(&gc, 0, 'N', 'N', (int)rows, D, H, 1, da, H, W_xh, D, 0, dx + xo, D);
-        }
-#undef DA
+    /* The forward's steps in reverse order, cs at a time: a chunk's time
+     * loop, then its parameter gradients as whole-chunk products. A chunk's
+     * da is cs*B*H long, not T*B*H, and still in cache when the products
+     * read it. Pipelined (pipe), one chunk's gradients are computed from
+     * one half of da while the next chunk's loop fills the other; every
+     * accumulator is still summed chunk by chunk in the same order, so the
+     * bits are those of one thread. */
+    const int nbuf = FN(pipe_chunks)(blas, B, D, H, C) ? 2 : 1, cs = C / nbuf;
+    crnn_blas one;
+    gemm_ctx half = half_ctx(&gc, &one);
+    const int pipe = nbuf == 2 && gc.own && !gc.halves;
+    if (pipe) {
+        use_threads(&gc, 0, 0);  /* the BLAS on one thread for both */
+        L.gc = &half;
     }
+    const FN(bwd) k = {s, pipe ? &half : &gc, &L, dx, dW_xh, dW_hh, db_h, dW_hy, db_y, dz, wt,
+                       carry, dy, dstate, hs, y, x, h0, W_xh, W_hy, tokens, lengths};
+    FN(chunk) prev = {0};
+    int i = 0;
+    for (int hi = T; hi > 0; hi -= cs, ++i) {
+        const int lo = hi > cs ? hi - cs : 0;
+        FN(chunk) cur = {&k, lo, hi, hi - lo, rev ? T - hi : lo,
+                         da + (size_t)(i % nbuf) * cs * BH, 0};
+        if (pipe && i > 0) {
+            prev.grads = 1;  /* on the worker, beside cur's loop here */
+            blas->par(FN(chunk_job), &cur, &prev);
+        } else {
+            FN(chunk_loop)(&cur);
+            if (!pipe) FN(chunk_grads)(&cur);
+        }
+        prev = cur;
+    }
+    if (pipe) FN(chunk_grads)(&prev);
     if (wt)
         for (int j = 0; j < H; ++j)
             for (int d = 0; d < D; ++d) dW_xh[(size_t)j * D + d] += wt[(size_t)d * H + j];

@@ -581,20 +581,23 @@ def test_blas_thread_policy_does_not_change_results():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("tokens,reverse", [(False, False), (False, True), (True, True)])
-def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse):
+@pytest.mark.parametrize("B", [13, 3, 1])
+def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse, B):
     """At two threads crnn runs a call on two threads of its own
-    (crnn.mt_flops par): each time loop as two halves of the batch, each
-    large product as two halves of its rows or columns. Every sequence and
-    every output element is then computed as on one thread: the same bits."""
-    from threadpoolctl import threadpool_limits
-
-    T, B, D, H, O = 12, 13, 7, 40, 6  # T*B >= 128: the products over all rows split
+    (crnn.mt_flops par): with B >= 4 each time loop as two halves of the
+    batch, each large product as two halves of its rows or columns; with
+    B < 4 the backward computes each chunk's gradients beside the next
+    chunk's time loop. Every sequence and every output element is then
+    computed as on one thread: the same bits."""
+    # B = 13: T*B >= 128, the products over all rows split; B < 4: the
+    # backward's chunk (crnn._core.chunk) is T, so two pipelined halves
+    T, D, H, O = 12, 7, 40, 6
     layer = crnn.Layer(D, H, O, reverse=reverse, output_activation="softmax", dtype=dtype,
                        seed=11)
     x, lens, h0, dy, ds = _case(T, B, D, H, tokens=tokens, lengths="mixed", h0=True,
                                 dstate=True, O=O, seed=12)
-    with threadpool_limits(1):
-        base = _run(layer, x, h0, lens, dy, ds)
+    # par = 0 on one thread too: with B < 4 it makes the chunks pipelined ones
+    base = _with_policy(lambda: _run(layer, x, h0, lens, dy, ds), 1, None, None, 0)
     # split every loop and every product
     got = _with_policy(lambda: _run(layer, x, h0, lens, dy, ds), 2, 0, None, 0)
     for a, b in zip(got, base):

@@ -46,13 +46,17 @@ static const crnn_blas GEMM_ONLY = {crnn_ref_sgemm, crnn_ref_dgemm, NULL, NULL, 
                                     CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP, NULL, 0};
 /* REF_BLAS split in two: every whole-sequence product with more than one
  * row or column, and every time loop of a batch with B >= 4, runs as two
- * halves -- on crnn's own two threads (crnn_par_run2, PAR_BLAS), or in turn,
- * the second half first (SPLIT_BLAS: the grid's many small calls would
- * spend their time handing jobs over) */
+ * halves (with B < 4 the backward's chunks are pipelined instead) -- on
+ * crnn's own two threads (crnn_par_run2, PAR_BLAS), or in turn (SPLIT_BLAS:
+ * the grid's many small calls would spend their time handing jobs over),
+ * from call to call the second job first, then the first job first, as
+ * either may finish first on two threads */
 static void serial_par(crnn_job_fn job, void *arg0, void *arg1)
 {
-    job(arg1);
-    job(arg0);
+    static int flip;
+    flip = !flip;
+    job(flip ? arg1 : arg0);
+    job(flip ? arg0 : arg1);
 }
 static const crnn_blas SPLIT_BLAS = {crnn_ref_sgemm, crnn_ref_dgemm, crnn_ref_sgemv,
                                      crnn_ref_dgemv, NULL, 2, 0, CRNN_MT_FLOPS_STEP,
@@ -865,6 +869,8 @@ static void test_packed(void)
         {2, 3, 2, 40}, {2, 13, 2, 100}, {2, 14, 3, 40}, {2, 4, 1, 9}, {2, 5, 2, 24},
         /* B = 1: one to four panels per group, a partial last panel */
         {3, 1, 2, 17}, {2, 1, 3, 100}, {2, 1, 2, 64}, {2, 1, 2, 40}, {2, 1, 1, 300},
+        /* B < 4 with several chunks in each half of da (pipelined on two threads) */
+        {13, 1, 3, 20}, {11, 3, 2, 33},
     };
     uint64_t seed = 4242;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; ++si)
@@ -1708,10 +1714,13 @@ static void test_thread_policy(void)
 
 /* The split policy: a time loop (the forward's, each backward chunk's) is
  * split only with par, threads = 2, B >= 4 and at least par_flops flops in
- * its products; a whole-sequence product only with par, threads = 2 and at
- * least mt_flops flops. fake_par counts its calls and runs the halves in
- * turn; that the halves' results are right is test_packed's and the grid's
- * part. */
+ * its products; a whole-sequence product only with par, threads = 2, B >= 4
+ * and at least mt_flops flops. With B < 4 the backward instead runs each
+ * chunk's gradients beside the next chunk's loop (par once per chunk but
+ * the first) when the chunk's products have at least par_flops flops. On
+ * crnn's own threads the BLAS gets one thread throughout, whatever B.
+ * fake_par counts its calls and runs the jobs in turn; that the results are
+ * right is test_packed's and the grid's part. */
 static int par_calls, par_bad;
 static void fake_par(crnn_job_fn job, void *arg0, void *arg1)
 {
@@ -1740,6 +1749,8 @@ static void test_split_policy(void)
         for (int c = 0; c < 7; ++c) {
             const int B = Bs[bi];
             const double loop_flops = 2.0 * B * H * H * T;
+            /* B < 4: the backward's chunks are T/2 steps (of the chunk T) */
+            const double pipe_flops = 2.0 * (T / 2) * B * H * (H + D);
             /* c: 0 split, 1 par_flops above the loop, 2 one thread, 3 no
              * par, 4 three threads (the BLAS's own, as without par), 5 as
              * 0 with every whole-sequence product split too (only the
@@ -1748,7 +1759,8 @@ static void test_split_policy(void)
              * work, but case 6 */
             crnn_blas blas = SPLIT_BLAS;
             blas.par = c == 3 ? NULL : fake_par;
-            blas.par_flops = c == 1 ? 2 * loop_flops : loop_flops;
+            blas.par_flops = (c == 1 ? 2 : 1) * (B >= 4 ? loop_flops : pipe_flops);
+            blas.set_threads = record_threads;
             blas.threads = c == 2 ? 1 : c == 4 ? 3 : 2;
             blas.mt_flops = c == 5 ? 0 : HUGE_VAL;
             const crnn_shape s = {.T = T, .B = B, .D = D, .H = H, .O = 0,
@@ -1767,7 +1779,7 @@ static void test_split_policy(void)
             memset(dWxh, 0, (size_t)H * (D + H) * sizeof(double));
             double *work = c == 6 ? NULL
                 : xmalloc((size_t)crnn_elman_worksize_f64(B, D, H, 0) * sizeof(double) + 8);
-            par_calls = par_bad = 0;
+            par_calls = par_bad = n_thread_log = 0;
             int rc = crnn_elman_forward_f64(hs, NULL, hl, x, NULL, NULL, NULL, Wxh, Whh, NULL,
                                             NULL, NULL, work, &s, &blas);
             const int fwd_calls = par_calls;
@@ -1777,11 +1789,19 @@ static void test_split_policy(void)
             free(work);
             const int want = (c == 0 || c == 5) && B >= 4 && cpu_packs();
             const int gemms = c == 5 && B >= 4 && B * T >= 2 * CRNN_SPLIT_ALIGN && cpu_packs();
-            const int want_fwd = want + gemms, want_all = 2 * want + gemms;
+            const int pipe = (c == 0 || c == 5) && B < 4 && cpu_packs();
+            const int want_fwd = want + gemms, want_all = 2 * want + gemms + pipe;
             check(rc == CRNN_OK, "split policy: B = %d case %d returned %d", B, c, rc);
             check(fwd_calls == want_fwd && par_calls == want_all && !par_bad,
                   "split policy: B = %d case %d: par called %d times in the forward, %d in all "
                   "(want %d, %d)", B, c, fwd_calls, par_calls, want_fwd, want_all);
+            /* own threads (case 5: every product >= mt_flops = 0): each
+             * call asks for one BLAS thread, then restores 2 on return */
+            if (c == 5 && cpu_packs())
+                check(n_thread_log == 4 && thread_log[0] == 1 && thread_log[1] == 2 &&
+                      thread_log[2] == 1 && thread_log[3] == 2,
+                      "split policy: B = %d case 5: BLAS thread counts asked for: %d of them, "
+                      "first %d (want 1, 2, 1, 2)", B, n_thread_log, thread_log[0]);
             free(buf);
         }
 }
@@ -1806,6 +1826,8 @@ int main(int argc, char **argv)
         test_split_policy();
         GRID_CHUNK = 1;
         test_packed();
+        GRID_CHUNK = 4;
+        test_packed();
         return report();
     }
     test_thread_policy();
@@ -1822,7 +1844,7 @@ int main(int argc, char **argv)
         const crnn_blas *blas;
         int work, chunk;
     } ways[] = {{&REF_BLAS, 0, 0}, {&GEMM_ONLY, 0, 1}, {&REF_BLAS, 1, 2}, {&SPLIT_BLAS, 1, 1},
-                {&REF_BLAS, 0, 3}};
+                {&REF_BLAS, 0, 3}, {&SPLIT_BLAS, 1, 3}};
     for (size_t w = 0; w < sizeof ways / sizeof ways[0]; ++w) {
         GRID_BLAS = ways[w].blas;
         GRID_WORK = ways[w].work;
@@ -1833,6 +1855,8 @@ int main(int argc, char **argv)
     GRID_WORK = 0;
     test_packed();
     GRID_CHUNK = 1;
+    test_packed();
+    GRID_CHUNK = 4;
     test_packed();
     return report();
 }
