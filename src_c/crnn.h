@@ -89,11 +89,11 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * W_hh the results are the same bits as on one thread. (The BLAS's own
  * threads are not used meanwhile because OpenBLAS's idle threads spin on
  * the cores for a while after each multi-threaded product, and a thread of
- * crnn's would share a core with them.) With B < 4 instead (same
- * conditions but B), nothing is split: the BLAS gets one thread, and the
- * backward computes each chunk's parameter gradients on the second thread
- * while the next chunk's time loop runs on the first, when a chunk's
- * products have at least par_flops flops; same bits as on one thread.
+ * crnn's would share a core with them.) With B < 4 (same conditions but
+ * B) time loops are not split; instead the backward computes each chunk's
+ * parameter gradients on the second thread while the next chunk's time loop
+ * runs on the first, when a chunk's products have at least par_flops flops
+ * (those products are then not split); same bits as on one thread.
  * Otherwise -- other thread counts, no work, par_flops = infinity -- par is
  * not used. CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP and CRNN_PAR_FLOPS are the
  * suggested values. */

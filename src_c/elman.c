@@ -22,9 +22,10 @@
 typedef struct {
     const crnn_blas *blas;
     int now;     /* the BLAS thread count last set, 0 = unknown */
-    int own;     /* the call runs on crnn's own two threads (own_pair), the BLAS on one */
-    int halves;  /* own, B >= 4: time loops and large products split in two halves;
-                  * own, B < 4: the backward's chunks pipelined instead (pipe_chunks) */
+    int own;     /* the call runs on crnn's own two threads (own_pair), the BLAS on one,
+                  * and its large products are split in two halves */
+    int halves;  /* own, B >= 4: its time loops too; own, B < 4: the backward's
+                  * chunks are pipelined instead (pipe_chunks) */
 } gemm_ctx;
 
 /* Whether a call runs on crnn's own two threads: crnn_blas.par, threads = 2,

@@ -69,7 +69,7 @@ static void FN(rm_gemm)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int 
     }
     use_threads(gc, 2.0 * M * N * K, in_loop);
     const int wide = M >= N ? M : N;
-    if (!in_loop && gc->halves && 2.0 * M * N * K >= gc->blas->mt_flops &&
+    if (!in_loop && gc->own && 2.0 * M * N * K >= gc->blas->mt_flops &&
         wide >= 2 * CRNN_SPLIT_ALIGN) {
         /* crnn's own two threads: the rows (or columns) of C in two halves,
          * each a one-thread product of its own, split at a multiple of
@@ -130,16 +130,16 @@ static int FN(split_loop)(const gemm_ctx *gc, int B, int H, int steps)
 }
 
 /* The thread policy of a call of batch B given `work` (or NULL). On crnn's
- * own threads the BLAS has one thread throughout. Time loops and large
- * products are split in halves only with B >= 4, so that each half of a
- * loop has the M > 1 layout the packed W_hh was made for; split below it,
- * crnn's second thread slept through the loop and woke for each split
- * product (LAT, B = 1, at two threads: 7.03 ms, against 6.30 with the
- * BLAS's threads and 5.60 on one thread; float64 forward+backward, crnn
- * 0.4.0, `python bench/threads_ab.py LAT --one --blocks 8 --calls 5`). With
- * B < 4 the backward pipelines its chunks instead (pipe_chunks) and the
- * rest runs on one thread: the BLAS's threads would go on spinning after
- * the forward's products, on the core the pipeline's second thread needs. */
+ * own threads the BLAS has one thread throughout, and large products are
+ * split in halves. Time loops are split only with B >= 4, so that each half
+ * has the M > 1 layout the packed W_hh was made for. With B < 4 the
+ * backward pipelines its chunks instead (pipe_chunks): in 0.4.0, which
+ * split its chunks' products but not its loops, crnn's second thread slept
+ * through each loop and woke for each product (LAT, B = 1, at two threads:
+ * 7.03 ms, against 6.30 with the BLAS's threads and 5.60 on one thread;
+ * float64 forward+backward, `python bench/threads_ab.py LAT --one --blocks
+ * 8 --calls 5`), and 0.4.1's BLAS threads went on spinning after the
+ * forward's products, on the core the pipeline's second thread needs. */
 static gemm_ctx FN(call_ctx)(const crnn_blas *blas, const REAL *work, int B)
 {
     const int own = own_pair(blas, CRNN_PGEMM && work && cpu_has_pgemm());
