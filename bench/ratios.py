@@ -10,7 +10,7 @@ same group (M and L forward + backward; same statistic as crnn's, seconds
 apart) and of the run's best (the fastest round of the "GEMM" groups, which
 open and close the run); (2) the targets' groups measured with their
 contenders interleaved round by round (test_interleaved; at two threads in
-blocks of calls after a pause); (3) token ids vs
+blocks of calls after a pause, TOKPROJ in blocks); (3) token ids vs
 the dense one-hot input; (4) the GEMM ceiling; (5) the performance targets
 and whether each is met, from the interleaved groups where the run has them.
 Several JSON files are merged (a later file's result replaces an earlier
@@ -256,7 +256,8 @@ def report(paths, stat="median"):
     out += table_layers(runs)
     if il:
         out += ["", f"## the targets' groups, contenders interleaved round by round ({stat} "
-                    "ms over the calls; two threads: blocks of calls, each after a pause)", ""]
+                    "ms over the calls; two threads: blocks of calls, each after a pause; "
+                    "TOKPROJ: blocks of calls)", ""]
         out += table_interleaved(il)
     out += ["", "## token ids vs dense one-hot input (crnn.Layer both)", ""]
     out += table_tokens(runs)
