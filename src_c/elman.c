@@ -31,8 +31,8 @@ typedef struct {
 /* Whether a call runs on crnn's own two threads: crnn_blas.par, threads = 2,
  * a finite par_flops, and the time loop on the packed W_hh (packed), whose
  * results do not depend on how the batch is split. The BLAS then always
- * gets one thread, and large products and time loops are split in two
- * halves run at once. */
+ * gets one thread, and large products (and, with B >= 4, time loops) are
+ * split in two halves run at once (call_ctx). */
 static int own_pair(const crnn_blas *b, int packed)
 {
     return packed && b->par && b->threads == 2 && b->par_flops <= DBL_MAX;
