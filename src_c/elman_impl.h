@@ -716,14 +716,17 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
         use_threads(&gc, 0, 0);  /* the BLAS on one thread for both */
         L.gc = &half;
     }
-    const FN(bwd) k = {s, pipe ? &half : &gc, &L, dx, dW_xh, dW_hh, db_h, dW_hy, db_y, dz, wt,
-                       carry, dy, dstate, hs, y, x, h0, W_xh, W_hy, tokens, lengths};
+    const FN(bwd) k = {.s = s, .gc = pipe ? &half : &gc, .L = &L, .dx = dx, .dW_xh = dW_xh,
+                       .dW_hh = dW_hh, .db_h = db_h, .dW_hy = dW_hy, .db_y = db_y, .dz = dz,
+                       .wt = wt, .carry = carry, .dy = dy, .dstate = dstate, .hs = hs, .y = y,
+                       .x = x, .h0 = h0, .W_xh = W_xh, .W_hy = W_hy, .tokens = tokens,
+                       .lengths = lengths};
     FN(chunk) prev = {0};
     int i = 0;
     for (int hi = T; hi > 0; hi -= cs, ++i) {
         const int lo = hi > cs ? hi - cs : 0;
-        FN(chunk) cur = {&k, lo, hi, hi - lo, rev ? T - hi : lo,
-                         da + (size_t)(i % nbuf) * cs * BH, 0};
+        FN(chunk) cur = {.k = &k, .lo = lo, .hi = hi, .n = hi - lo, .t0 = rev ? T - hi : lo,
+                         .da = da + (size_t)(i % nbuf) * cs * BH};
         if (pipe && i > 0) {
             prev.grads = 1;  /* on the worker, beside cur's loop here */
             blas->par(FN(chunk_job), &cur, &prev);
