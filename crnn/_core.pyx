@@ -76,13 +76,13 @@ def mt_flops(whole=None, step=None, par=None):
     `step`: a product inside the time loop does;
     `par`: with two threads (and the packed time loop: x86-64 with AVX2
     and FMA), crnn runs the call on two threads of its own and the BLAS on
-    one. With a batch of B >= 4 a time loop (the forward's, or one chunk of
-    the backward's) with `par` flops or more runs as two halves of the batch
-    at once, and whole-sequence products from `whole` flops on (with 128
-    rows or columns or more) are split in two halves; with B < 4 the
-    backward computes each chunk's parameter gradients on the second thread
-    while the next chunk's time loop runs, when a chunk's products have
-    `par` flops or more. The results are those of one thread, bit for bit.
+    one. Whole-sequence products from `whole` flops on (with 128 rows or
+    columns or more) are split in two halves; with a batch of B >= 4 a time
+    loop (the forward's, or one chunk of the backward's) with `par` flops or
+    more runs as two halves of the batch at once; with B < 4 the backward
+    computes each chunk's parameter gradients on the second thread while
+    the next chunk's time loop runs, when a chunk's products have `par`
+    flops or more. The results are those of one thread, bit for bit.
     float("inf") turns this off, and the BLAS's own threads do the large
     products (`whole`, `step`) instead.
     Sets the ones given; returns the previous (whole, step, par)."""

@@ -75,25 +75,26 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * loop (one or two per step), where extra threads mostly add synchronisation
  * and, when another process holds a core, stall for milliseconds on every
  * step. The count in force on return is `threads`.
- * par is optional. With it, threads = 2, B >= 4 and the time loop on the
- * packed W_hh (work given, AVX2 and FMA), the call runs on its own two threads
+ * par is optional. With it, threads = 2 and the time loop on the packed
+ * W_hh (work given, AVX2 and FMA), the call runs on its own two threads
  * instead of the BLAS's: the BLAS gets one thread throughout; a
  * whole-sequence product of at least mt_flops flops and at least
  * 2*CRNN_SPLIT_ALIGN rows or columns is split into two halves of them run
  * at once, at a multiple of CRNN_SPLIT_ALIGN (so that a BLAS whose register
- * tiles divide it computes each element as in the whole product); and a
- * time loop -- the forward's, or one chunk of the backward's -- with at
- * least par_flops flops in its products runs as two halves of the batch at
- * once. A batch's sequences are independent, so each half is the whole loop
- * over its own rows, with no synchronisation between steps; on the packed
- * W_hh the results are the same bits as on one thread. (The BLAS's own
+ * tiles divide it computes each element as in the whole product); and,
+ * with B >= 4, a time loop -- the forward's, or one chunk of the
+ * backward's -- with at least par_flops flops in its products runs as two
+ * halves of the batch at once. A batch's sequences are independent, so
+ * each half is the whole loop over its own rows, with no synchronisation
+ * between steps; on the packed W_hh the results are the same bits as on
+ * one thread. (The BLAS's own
  * threads are not used meanwhile because OpenBLAS's idle threads spin on
  * the cores for a while after each multi-threaded product, and a thread of
- * crnn's would share a core with them.) With B < 4 (same conditions but
- * B) time loops are not split; instead the backward computes each chunk's
- * parameter gradients on the second thread while the next chunk's time loop
- * runs on the first, when a chunk's products have at least par_flops flops
- * (those products are then not split); same bits as on one thread.
+ * crnn's would share a core with them.) With B < 4 time loops are not
+ * split; instead the backward computes each chunk's parameter gradients on
+ * the second thread while the next chunk's time loop runs on the first,
+ * when a chunk's products have at least par_flops flops (those products
+ * are then not split); same bits as on one thread.
  * Otherwise -- other thread counts, no work, par_flops = infinity -- par is
  * not used. CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP and CRNN_PAR_FLOPS are the
  * suggested values. */
