@@ -142,6 +142,7 @@ int crnn_elman_chunk(int T, int B)
 #undef TANH_
 #undef SIGMOID_
 #undef EXP_
+#undef VEC256_DOUBLE
 
 const char *crnn_strerror(int code)
 {
