@@ -77,7 +77,8 @@ def mt_flops(whole=None, step=None, par=None):
     `par`: with two threads (and the packed time loop: x86-64 with AVX2
     and FMA), crnn runs the call on two threads of its own and the BLAS on
     one. Whole-sequence products from `whole` flops on (with 128 rows or
-    columns or more) are split in two halves; with a batch of B >= 4 a time
+    columns or more) are split in two halves, and so are token input's row
+    copies where the one-hot product would be; with a batch of B >= 4 a time
     loop (the forward's, or one chunk of the backward's) with `par` flops or
     more runs as two halves of the batch at once; with B < 4 the backward
     computes each chunk's parameter gradients on the second thread while

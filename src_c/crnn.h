@@ -81,7 +81,9 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * whole-sequence product of at least mt_flops flops and at least
  * 2*CRNN_SPLIT_ALIGN rows or columns is split into two halves of them run
  * at once, at a multiple of CRNN_SPLIT_ALIGN (so that a BLAS whose register
- * tiles divide it computes each element as in the whole product); and,
+ * tiles divide it computes each element as in the whole product), and so
+ * are token input's row copies when the one-hot product they stand for
+ * has mt_flops flops (memory-bound: two cores write faster than one); and,
  * with B >= 4, a time loop -- the forward's, or one chunk of the
  * backward's -- with at least par_flops flops in its products runs as two
  * halves of the batch at once. A batch's sequences are independent, so

@@ -171,6 +171,7 @@ typedef struct {
     /* forward */
     REAL *hs;                /* (T,B,H) a_t in, h_t out */
     const REAL *h0;          /* (B,H) or NULL */
+    REAL *h_last;            /* (B,H) out */
     /* backward, over the steps lo .. hi-1 (in the forward's order) of a chunk
      * whose first t is t0 */
     const REAL *hs_in;       /* (T,B,H) the forward's h_t */
@@ -357,6 +358,19 @@ static void FN(forward_rows)(void *arg)
             for (int b = b0; b < b1; ++b)
                 if (t >= L->lengths[b]) memset(a + (size_t)b * H, 0, H * sizeof(REAL));
     }
+    /* each sequence's state after its last step (h0, or 0, when len_b = 0),
+     * here so that the two halves of a split loop copy theirs at once */
+    for (int b = b0; b < b1; ++b) {
+        const int len = L->lengths ? (int)L->lengths[b] : T;
+        REAL *dst = L->h_last + (size_t)b * H;
+        if (len == 0) {
+            if (L->h0) memcpy(dst, L->h0 + (size_t)b * H, H * sizeof(REAL));
+            else memset(dst, 0, H * sizeof(REAL));
+        } else {
+            const int t = FN(step_of)(s->reverse, len, T, 1);
+            memcpy(dst, L->hs + (size_t)t * BH + (size_t)b * H, H * sizeof(REAL));
+        }
+    }
 }
 
 /* BPTT over one chunk's steps, rows b0 .. b1-1. On entry to a step, da[t]
@@ -391,6 +405,23 @@ static void FN(backward_rows)(void *arg)
     }
 }
 
+/* Token input: rows r0 .. r1-1 of hs (T*B rows of H) are the rows of the
+ * table wt (D,H) = W_xh^T + b_h that the tokens name. */
+typedef struct {
+    REAL *hs;
+    const REAL *wt;
+    const int64_t *tokens;
+    int H;
+    size_t r0, r1;
+} FN(gather);
+
+static void FN(gather_rows)(void *arg)
+{
+    const FN(gather) *g = arg;
+    for (size_t r = g->r0; r < g->r1; ++r)
+        memcpy(g->hs + r * g->H, g->wt + (size_t)g->tokens[r] * g->H, g->H * sizeof(REAL));
+}
+
 int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
                            const REAL *x, const int64_t *tokens, const REAL *h0,
                            const int64_t *lengths,
@@ -415,15 +446,22 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
          * down W_xh's columns (stride D): the same sums, each made once per
          * id, and a row copy (memcpy's vector stores) per token */
         REAL *wt = FN(token_block)(work, B, H);
-        if (wt)
+        if (wt) {
             for (int d = 0; d < D; ++d)
                 for (int j = 0; j < H; ++j)
                     wt[(size_t)d * H + j] = W_xh[(size_t)j * D + d] + (bh ? bh[j] : 0);
-        for (size_t r = 0; r < (size_t)TB; ++r) {
-            REAL *row = hs + r * H;
-            if (wt) {
-                memcpy(row, wt + (size_t)tokens[r] * H, H * sizeof(REAL));
-            } else {
+            /* on crnn's own threads, in two halves when the one-hot product
+             * it stands for would be split (rm_gemm): the copy is bound by
+             * memory, and two cores write faster than one */
+            FN(gather) all = {hs, wt, tokens, H, 0, (size_t)TB}, first = all, second = all;
+            first.r1 = second.r0 = (size_t)TB / 2;
+            if (gc.own && 2.0 * TB * D * H >= blas->mt_flops)
+                blas->par(FN(gather_rows), &first, &second);
+            else
+                FN(gather_rows)(&all);
+        } else {
+            for (size_t r = 0; r < (size_t)TB; ++r) {
+                REAL *row = hs + r * H;
                 const REAL *col = W_xh + tokens[r];
                 for (int j = 0; j < H; ++j) row[j] = col[(size_t)j * D] + (bh ? bh[j] : 0);
             }
@@ -448,23 +486,13 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
         }
     }
 
-    /* The recurrence (forward_rows), on one thread or on two halves of the batch. */
-    FN(loop) L = {.s = s, .gc = &gc, .pg = FN(use_pgemm)(&gc, work, B, H),
-                  .W_hh = W_hh, .lengths = lengths, .hs = hs, .h0 = h0};
+    /* The recurrence and h_last (forward_rows), on one thread or on two
+     * halves of the batch. A single step from h0 = 0 has no product: W_hh is
+     * not packed then. */
+    FN(loop) L = {.s = s, .gc = &gc, .pg = (T > 1 || h0) && FN(use_pgemm)(&gc, work, B, H),
+                  .W_hh = W_hh, .lengths = lengths, .hs = hs, .h0 = h0, .h_last = h_last};
     FN(step_pack)(&L, work, 1);
     FN(run_loop)(&L, FN(forward_rows), FN(split_loop)(&gc, B, H, T));
-
-    for (int b = 0; b < B; ++b) {
-        int len = lengths ? (int)lengths[b] : T;
-        REAL *dst = h_last + (size_t)b * H;
-        if (len == 0) {
-            if (h0) memcpy(dst, h0 + (size_t)b * H, H * sizeof(REAL));
-            else memset(dst, 0, H * sizeof(REAL));
-        } else {
-            int t = FN(step_of)(s->reverse, len, T, 1);
-            memcpy(dst, hs + ((size_t)t * B + b) * H, H * sizeof(REAL));
-        }
-    }
 
     /* y = g(hs W_hy^T + b_y): one GEMM over all T*B rows. */
     if (O > 0) {
