@@ -44,13 +44,17 @@ def check_lengths(lengths, T, B):
     if lengths is None:
         return None
     arr = np.asarray(lengths)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
     if arr.shape != (B,):
         raise ValueError(f"lengths must have shape (B,) = ({B},), got {arr.shape}")
-    if arr.size and (arr.min() < 0 or arr.max() > T):
-        raise ValueError(f"lengths must lie in [0, T] = [0, {T}], got min {arr.min()}, max {arr.max()}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    out = np.ascontiguousarray(arr, dtype=np.int64)
+    if out.size:
+        lo, hi = _core.int_range(out)  # uint64 beyond int64 turns negative
+        if lo < 0 or hi > T:
+            raise ValueError(f"lengths must lie in [0, T] = [0, {T}], got min {arr.min()}, "
+                             f"max {arr.max()}")
+    return out
 
 
 def _real(a, name, dtype):
@@ -87,7 +91,7 @@ def _sequence_input(x, D, dtype, lengths_arg):
     """
     arr = np.asarray(x)
     if arr.ndim == 2:
-        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype.kind not in "iu":
             raise TypeError(f"a 2-D x must hold integer token ids (T, B), got dtype {arr.dtype}")
         T, B = arr.shape
     elif arr.ndim == 3:
@@ -102,10 +106,12 @@ def _sequence_input(x, D, dtype, lengths_arg):
         raise ValueError(f"x must have T >= 1 and B >= 1, got shape {arr.shape}")
     lengths = check_lengths(lengths_arg, T, B)
     if arr.ndim == 2:
-        if arr.min() < 0 or arr.max() >= D:
+        ids = np.ascontiguousarray(arr, dtype=np.int64)
+        lo, hi = _core.int_range(ids)  # uint64 beyond int64 turns negative
+        if lo < 0 or hi >= D:
             raise ValueError(f"token ids must lie in [0, D) = [0, {D}) at every position "
                              f"(pad with 0), got min {arr.min()}, max {arr.max()}")
-        return None, np.ascontiguousarray(arr, dtype=np.int64), T, B, lengths
+        return None, ids, T, B, lengths
     dense = np.ascontiguousarray(arr, dtype=dtype)
     if lengths is not None and any(dense[n:, b].any() for b, n in enumerate(lengths)):
         # padded positions may hold anything: never let them reach the GEMMs

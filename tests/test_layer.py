@@ -419,6 +419,8 @@ NAN_X[1, 0, 1] = np.nan
     (np.ones((2, 1, 3), dtype=complex), {}, TypeError, "real"),
     (np.array([[0], [3]]), {}, ValueError, "token ids"),
     (np.array([[0], [-1]]), {}, ValueError, "token ids"),
+    (np.array([[0], [2**63]], dtype=np.uint64), {}, ValueError, "max 9223372036854775808"),
+    (np.array([[False], [True]]), {}, TypeError, "token"),
     (NAN_X, {}, ValueError, "finite"),
     (np.full((2, 1, 3), np.inf), {}, ValueError, "finite"),
     (np.ones((2, 2, 3)), dict(h0=np.ones((1, 4))), ValueError, "h0"),
@@ -428,6 +430,9 @@ NAN_X[1, 0, 1] = np.nan
     (np.ones((2, 2, 3)), dict(lengths=[1, 3]), ValueError, "lengths"),
     (np.ones((2, 2, 3)), dict(lengths=[-1, 1]), ValueError, "lengths"),
     (np.ones((2, 2, 3)), dict(lengths=[1.0, 2.0]), TypeError, "lengths"),
+    (np.ones((2, 2, 3)), dict(lengths=np.array([True, False])), TypeError, "lengths"),
+    (np.ones((2, 2, 3)), dict(lengths=np.array([1, 2**63], dtype=np.uint64)), ValueError,
+     r"lengths must lie in \[0, T\] = \[0, 2\], got min 1, max 9223372036854775808"),
 ])
 def test_bad_forward_inputs(x, kw, exc, words):
     layer = _layer()
@@ -718,6 +723,20 @@ def test_all_finite_reads_only_valid_steps(dtype):
         _core.all_finite(np.ones((4, 3)).T)
     with pytest.raises(TypeError):
         _core.all_finite(np.ones(3, np.int64))
+
+
+def test_int_range_is_min_and_max():
+    from crnn import _core
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 1000):
+        a = rng.integers(-2**62, 2**62, size=(n,))
+        assert _core.int_range(a) == (a.min(), a.max())
+        assert _core.int_range(np.sort(a)) == (a.min(), a.max())  # the extremes at the ends
+        assert _core.int_range(a.reshape(1, n)) == (a.min(), a.max())
+    for bad in (np.ones(3, np.int32), np.arange(6).reshape(2, 3).T, np.zeros(0, np.int64), [1, 2]):
+        with pytest.raises(TypeError):
+            _core.int_range(bad)
 
 
 # Sizes around the C core's block of 1024 values and its vector widths.
