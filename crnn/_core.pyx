@@ -76,8 +76,8 @@ def mt_flops(whole=None, step=None, par=None):
     `step`: a product inside the time loop does;
     `par`: with two threads (and the packed time loop: x86-64 with AVX2
     and FMA), crnn runs the call on two threads of its own and the BLAS on
-    one. Whole-sequence products from `whole` flops on (with 128 rows or
-    columns or more) are split in two halves, and so are token input's row
+    one. Whole-sequence products from `whole` flops on (with 384 rows or
+    more) are split in two halves of their rows, and so are token input's row
     copies where the one-hot product would be; with a batch of B >= 4 a time
     loop (the forward's, or one chunk of the backward's) with `par` flops or
     more runs as two halves of the batch at once; with B < 4 the backward

@@ -79,11 +79,12 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * W_hh (work given, AVX2 and FMA), the call runs on its own two threads
  * instead of the BLAS's: the BLAS gets one thread throughout; a
  * whole-sequence product of at least mt_flops flops and at least
- * 2*CRNN_SPLIT_ALIGN rows or columns is split into two halves of them run
- * at once, at a multiple of CRNN_SPLIT_ALIGN (so that a BLAS whose register
- * tiles divide it computes each element as in the whole product), and so
- * are token input's row copies when the one-hot product they stand for
- * has mt_flops flops (memory-bound: two cores write faster than one); and,
+ * 2*CRNN_SPLIT_ALIGN rows (of the row-major result) is split into two
+ * halves of them run at once, at a multiple of CRNN_SPLIT_ALIGN (so that a
+ * BLAS whose tiles divide it computes each element as in the whole
+ * product), and so are token input's row copies when the one-hot product
+ * they stand for has mt_flops flops (memory-bound: two cores write faster
+ * than one); and,
  * with B >= 4, a time loop -- the forward's, or one chunk of the
  * backward's -- with at least par_flops flops in its products runs as two
  * halves of the batch at once. A batch's sequences are independent, so
@@ -116,7 +117,10 @@ typedef struct {
 #define CRNN_MT_FLOPS 4194304.0         /* 2^22 flops, about 0.1 ms on one core */
 #define CRNN_MT_FLOPS_STEP 33554432.0   /* 2^25 flops, about 0.5 ms on one core */
 #define CRNN_PAR_FLOPS 4194304.0        /* 2^22 flops */
-#define CRNN_SPLIT_ALIGN 64
+/* 3 * 64: a multiple of every tile width OpenBLAS's kernels walk C's
+ * columns in (Haswell sgemm: 12; a cut at 64 changed bits of a (40, 156)
+ * sgemm with K >= 8) */
+#define CRNN_SPLIT_ALIGN 192
 
 /* A crnn_par_fn: job(arg1) runs on a worker thread, started on first use,
  * that waits for the next job spinning for 50 us, then blocked; job(arg0)

@@ -587,16 +587,19 @@ def test_blas_thread_policy_does_not_change_results():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("tokens,reverse", [(False, False), (False, True), (True, True)])
 @pytest.mark.parametrize("B", [13, 3, 1])
-def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse, B):
+@pytest.mark.parametrize("D", [7, 20])
+def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse, B, D):
     """At two threads crnn runs a call on two threads of its own
     (crnn.mt_flops par): with B >= 4 each time loop as two halves of the
-    batch, each large product as two halves of its rows or columns; with
-    B < 4 the backward computes each chunk's gradients beside the next
-    chunk's time loop. Every sequence and every output element is then
-    computed as on one thread: the same bits."""
-    # B = 13: T*B >= 128, the products over all rows split; B < 4: the
-    # backward's chunk (crnn._core.chunk) is T, so two pipelined halves
-    T, D, H, O = 12, 7, 40, 6
+    batch, each large product as two halves of its rows; with B < 4 the
+    backward computes each chunk's gradients beside the next chunk's time
+    loop. Every sequence and every output element is then computed as on
+    one thread: the same bits."""
+    # B = 13: T*B >= 384 (2 * CRNN_SPLIT_ALIGN), the products over all rows
+    # split; B < 4: the backward's chunk (crnn._core.chunk) is T, so two
+    # pipelined halves. D = 20 > 7: OpenBLAS's sgemm sums K >= 8 in tiles
+    # whose columns a cut at 64 rows did not respect (0.4.2 and before)
+    T, H, O = 30, 40, 6
     layer = crnn.Layer(D, H, O, reverse=reverse, output_activation="softmax", dtype=dtype,
                        seed=11)
     x, lens, h0, dy, ds = _case(T, B, D, H, tokens=tokens, lengths="mixed", h0=True,
@@ -612,6 +615,25 @@ def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse, B):
         names = {Path(f"/proc/self/task/{t}/comm").read_text().strip()
                  for t in os.listdir("/proc/self/task")}
         assert "crnn-par" in names
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("T,B,D,H,O", [(30, 13, 20, 40, 6), (4, 100, 33, 70, 0),
+                                       (3, 130, 9, 24, 400), (2, 200, 10, 400, 0)])
+def test_split_products_give_the_same_bits(dtype, T, B, D, H, O):
+    """On crnn's own two threads every product of 384 rows or more (of
+    the row-major result) runs as two halves of its rows: the input and
+    output projections, dx, and dW_hy, dW_hh with O or H >= 384. The cut
+    falls between the BLAS's tiles, so each element is summed as in the
+    whole product: the one-thread bits, for K below and above 8."""
+    layer = crnn.Layer(D, H, O or None, dtype=dtype, seed=3)
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths=None, h0=True,
+                                dstate=True, O=O or None, seed=4)
+    run = lambda: _run(layer, x, h0, lens, dy, ds)  # noqa: E731
+    base = _with_policy(run, 1, None, None, float("inf"))
+    got = _with_policy(run, 2, 0, float("inf"), float("1e300"))  # products split, loops not
+    for a, b in zip(got, base):
+        np.testing.assert_array_equal(a, b)
 
 
 def _own_case():

@@ -871,6 +871,8 @@ static void test_packed(void)
         {3, 1, 2, 17}, {2, 1, 3, 100}, {2, 1, 2, 64}, {2, 1, 2, 40}, {2, 1, 1, 300},
         /* B < 4 with several chunks in each half of da (pipelined on two threads) */
         {13, 1, 3, 20}, {11, 3, 2, 33},
+        /* D = H/2 and more than 8 */
+        {3, 7, 10, 20}, {5, 6, 24, 48},
     };
     uint64_t seed = 4242;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; ++si)
