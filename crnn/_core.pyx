@@ -78,7 +78,9 @@ def mt_flops(whole=None, step=None, par=None):
     and FMA), crnn runs the call on two threads of its own and the BLAS on
     one. Whole-sequence products from `whole` flops on (with 384 rows or
     more) are split in two halves of their rows, and so are token input's row
-    copies where the one-hot product would be; with a batch of B >= 4 a time
+    copies where the one-hot product would be; a backward chunk's dW_hh runs
+    beside its dW_xh and dx when their flops are within 20 % (D = H/2 with
+    dx) and reach `whole` together; with a batch of B >= 4 a time
     loop (the forward's, or one chunk of the backward's) with `par` flops or
     more runs as two halves of the batch at once; with B < 4 the backward
     computes each chunk's parameter gradients on the second thread while

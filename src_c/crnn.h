@@ -84,7 +84,9 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * BLAS whose tiles divide it computes each element as in the whole
  * product), and so are token input's row copies when the one-hot product
  * they stand for has mt_flops flops (memory-bound: two cores write faster
- * than one); and,
+ * than one); a backward chunk's recurrent gradients (db_h, dW_hh) run
+ * beside its input gradients (dW_xh, dx), each product whole, when the
+ * two parts' flops are within 20 % and reach mt_flops together; and,
  * with B >= 4, a time loop -- the forward's, or one chunk of the
  * backward's -- with at least par_flops flops in its products runs as two
  * halves of the batch at once. A batch's sequences are independent, so

@@ -598,16 +598,16 @@ static void FN(chunk_loop)(const FN(chunk) *c)
     FN(run_loop)(L, FN(backward_rows), FN(split_loop)(L->gc, B, H, n));
 }
 
-/* A chunk's parameter gradients from its da (0 at padded steps), as
- * whole-chunk products. */
-static void FN(chunk_grads)(const FN(chunk) *c)
+/* A chunk's recurrent gradients from its da (0 at padded steps): db_h and
+ * dW_hh, as whole-chunk products under the policy gc. */
+static void FN(grads_hh)(const FN(chunk) *c, gemm_ctx *gc)
 {
     const FN(bwd) *k = c->k;
     const crnn_shape *s = k->s;
-    const int T = s->T, B = s->B, D = s->D, H = s->H, rev = s->reverse;
+    const int T = s->T, B = s->B, H = s->H, rev = s->reverse;
     const int t0 = c->t0, n = c->n;
     const size_t BH = (size_t)B * H, rows = (size_t)n * B;
-    const int64_t *lengths = k->lengths, *tokens = k->tokens;
+    const int64_t *lengths = k->lengths;
     const REAL *hs = k->hs, *h0 = k->h0, *da = c->da;
     REAL *dW_hh = k->dW_hh;
 
@@ -622,22 +622,35 @@ static void FN(chunk_grads)(const FN(chunk) *c)
         const int a = rev ? t0 : (t0 > 0 ? t0 : 1);                 /* first such t */
         const int e = rev ? (t0 + n < T ? t0 + n : T - 1) : t0 + n;  /* one past the last */
         if (e > a)
-            FN(rm_gemm)(k->gc, 0, 'T', 'N', H, H, (e - a) * B, 1, DA(a), H,
+            FN(rm_gemm)(gc, 0, 'T', 'N', H, H, (e - a) * B, 1, DA(a), H,
                         hs + (size_t)(rev ? a + 1 : a - 1) * BH, H, 1, dW_hh, H);
     }
     if (h0) {
         const int tf = FN(step_t)(rev, T, 0);
         if (tf >= t0 && tf < t0 + n)
-            FN(rm_gemm)(k->gc, 0, 'T', 'N', H, H, B, 1, DA(tf), H, h0, H, 1, dW_hh, H);
+            FN(rm_gemm)(gc, 0, 'T', 'N', H, H, B, 1, DA(tf), H, h0, H, 1, dW_hh, H);
         /* a reversed sequence shorter than T started from h0 at step len_b-1 */
         if (rev && lengths)
             for (int b = 0; b < B; ++b) {
                 int len = (int)lengths[b];
                 if (len == 0 || len == T || len - 1 < t0 || len - 1 >= t0 + n) continue;
-                FN(rm_gemm)(k->gc, 0, 'T', 'N', H, H, 1, 1, DA(len - 1) + (size_t)b * H, H,
+                FN(rm_gemm)(gc, 0, 'T', 'N', H, H, 1, 1, DA(len - 1) + (size_t)b * H, H,
                             h0 + (size_t)b * H, H, 1, dW_hh, H);
             }
     }
+}
+
+/* A chunk's dW_xh from its da (for token input the sums of da's rows per
+ * id), under the policy gc. */
+static void FN(grads_xh)(const FN(chunk) *c, gemm_ctx *gc)
+{
+    const FN(bwd) *k = c->k;
+    const crnn_shape *s = k->s;
+    const int B = s->B, D = s->D, H = s->H;
+    const int t0 = c->t0, n = c->n;
+    const size_t BH = (size_t)B * H, rows = (size_t)n * B;
+    const int64_t *lengths = k->lengths, *tokens = k->tokens;
+    const REAL *da = c->da;
 
     if (tokens) {
         /* dW_xh[:, id] += da_t for each valid (t, b); with work, summed
@@ -656,13 +669,68 @@ static void FN(chunk_grads)(const FN(chunk) *c)
                 }
             }
     } else {
-        /* dW_xh += da^T X;  dx = da W_xh */
+        /* dW_xh += da^T X */
         const size_t xo = (size_t)t0 * B * D;
-        FN(rm_gemm)(k->gc, 0, 'T', 'N', H, D, (int)rows, 1, da, H, k->x + xo, D, 1, k->dW_xh, D);
-        if (k->dx)
-            FN(rm_gemm)(k->gc, 0, 'N', 'N', (int)rows, D, H, 1, da, H, k->W_xh, D, 0,
-                        k->dx + xo, D);
+        FN(rm_gemm)(gc, 0, 'T', 'N', H, D, (int)rows, 1, da, H, k->x + xo, D, 1, k->dW_xh, D);
     }
+}
+
+/* A chunk's rows of dx = da W_xh (when dx is wanted), under the policy gc. */
+static void FN(grads_dx)(const FN(chunk) *c, gemm_ctx *gc)
+{
+    const FN(bwd) *k = c->k;
+    const int B = k->s->B, D = k->s->D, H = k->s->H;
+    if (k->dx)
+        FN(rm_gemm)(gc, 0, 'N', 'N', c->n * B, D, H, 1, c->da, H, k->W_xh, D, 0,
+                    k->dx + (size_t)c->t0 * B * D, D);
+}
+
+typedef struct {
+    const FN(chunk) *c;
+    gemm_ctx *gc;
+    int xh;  /* 0: grads_hh; 1: grads_xh and grads_dx */
+} FN(grads_part);
+
+static void FN(grads_job)(void *arg)
+{
+    const FN(grads_part) *g = arg;
+    if (!g->xh) {
+        FN(grads_hh)(g->c, g->gc);
+        return;
+    }
+    FN(grads_xh)(g->c, g->gc);
+    FN(grads_dx)(g->c, g->gc);
+}
+
+/* A chunk's parameter gradients. On crnn's own threads, when they have at
+ * least mt_flops flops and the recurrent part (db_h, dW_hh) about the same
+ * flops as the input part (dW_xh, dx) -- within 20 %: dx computed and
+ * D = H/2, as in M and S, or no dx and D = H -- the two parts run at once,
+ * each product whole on one thread, rather than each product split into
+ * two halves that would each pack the operand they share: one par call
+ * instead of one per product. Each accumulator is summed in the same order
+ * as on one thread: the same bits. (L's three equal products, dW_hh beside
+ * dW_xh and dx split, measured no faster than all three split.) */
+static void FN(chunk_grads)(const FN(chunk) *c)
+{
+    const FN(bwd) *k = c->k;
+    const crnn_shape *s = k->s;
+    gemm_ctx *gc = k->gc;
+    const double rows = (double)c->n * s->B, H = s->H;
+    const double fhh = 2 * rows * H * H;
+    const double fxh = k->tokens ? 0 : 2 * rows * H * s->D * (k->dx ? 2 : 1);
+    const double lo = fhh < fxh ? fhh : fxh, hi = fhh < fxh ? fxh : fhh;
+    if (gc->own && fhh + fxh >= gc->blas->mt_flops && 5 * lo >= 4 * hi) {
+        use_threads(gc, 0, 0);  /* the BLAS on one thread while the parts run */
+        crnn_blas one;
+        gemm_ctx half = half_ctx(gc, &one);
+        FN(grads_part) hh = {c, &half, 0}, xh = {c, &half, 1};
+        gc->blas->par(FN(grads_job), &hh, &xh);
+        return;
+    }
+    FN(grads_hh)(c, gc);
+    FN(grads_xh)(c, gc);
+    FN(grads_dx)(c, gc);
 }
 #undef DA
 

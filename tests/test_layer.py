@@ -591,7 +591,8 @@ def test_blas_thread_policy_does_not_change_results():
 def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse, B, D):
     """At two threads crnn runs a call on two threads of its own
     (crnn.mt_flops par): with B >= 4 each time loop as two halves of the
-    batch, each large product as two halves of its rows; with B < 4 the
+    batch, each large product as two halves of its rows (or, with
+    D = H/2, a chunk's dW_hh beside its dW_xh and dx); with B < 4 the
     backward computes each chunk's gradients beside the next chunk's time
     loop. Every sequence and every output element is then computed as on
     one thread: the same bits."""

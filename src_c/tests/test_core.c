@@ -871,7 +871,7 @@ static void test_packed(void)
         {3, 1, 2, 17}, {2, 1, 3, 100}, {2, 1, 2, 64}, {2, 1, 2, 40}, {2, 1, 1, 300},
         /* B < 4 with several chunks in each half of da (pipelined on two threads) */
         {13, 1, 3, 20}, {11, 3, 2, 33},
-        /* D = H/2 and more than 8 */
+        /* D = H/2: a chunk's dW_hh beside its dW_xh and dx on two threads */
         {3, 7, 10, 20}, {5, 6, 24, 48},
     };
     uint64_t seed = 4242;
@@ -1828,6 +1828,74 @@ static void test_split_policy(void)
         }
 }
 
+/* On crnn's own threads (loops not split: par_flops above them) a chunk's
+ * gradients run as two parts at once -- db_h and dW_hh beside dW_xh and dx
+ * -- when the parts' flops are within 20 %, and the results are those of
+ * one thread: one par call for the one chunk with D = H/2 and dx, or D = H
+ * without it; none when the parts differ (D = 3, or token input). */
+static void test_grads_parts(void)
+{
+    enum { T = 6, B = 5, H = 16 };
+    static const struct { int D, tok, with_dx, want; } cases[] = {
+        {8, 0, 1, 1}, {16, 0, 0, 1}, {16, 0, 1, 0}, {3, 0, 1, 0}, {8, 1, 0, 0}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
+        const int D = cases[ci].D;
+        crnn_shape s = {.T = T, .B = B, .D = D, .H = H, .O = 0, .activation = CRNN_TANH,
+                        .output_activation = CRNN_IDENTITY, .reverse = 0, .bias = 1};
+        prob p;
+        memset(&p, 0, sizeof p);
+        p.s = s;
+        p.tok = cases[ci].tok;
+        p.has_h0 = 1;
+        p.len_mode = 3;
+        prob_alloc(&p);
+        rng_t r = {777 + ci};
+        fill_unif(p.blk, p.nblk, &r, -0.5, 0.5);
+        for (size_t i = 0; i < (size_t)T * B; ++i) p.tokens[i] = rng_int(&r, 0, D - 1);
+        make_lengths(&p, &r);
+        const size_t nh = (size_t)T * B * H;
+        double *hs = xmalloc(nh * sizeof(double)), *hl = xmalloc((size_t)B * H * sizeof(double));
+        double *da = xmalloc((nh + (size_t)B * H) * sizeof(double));
+        grads g[2];
+        int rc = 0, calls[2] = {0, 0};
+        for (int w = 0; w < 2; ++w) {  /* 0: one thread; 1: own threads */
+            crnn_blas blas = SPLIT_BLAS;
+            blas.par = fake_par;
+            blas.threads = w ? 2 : 1;
+            blas.par_flops = 1e300;
+            blas.set_threads = record_threads;
+            GRID_BLAS = &blas;
+            GRID_WORK = 1;
+            grads_alloc(&g[w], &s);
+            grads_reset(&g[w], 0);
+            rc |= fwd64(&p, hs, NULL, hl, p.lengths);
+            par_calls = par_bad = n_thread_log = 0;
+            rc |= bwd64(&p, &g[w], cases[ci].with_dx, p.dy, p.dstate, hs, NULL, p.lengths, da, NULL);
+            calls[w] = par_calls;
+            /* own threads: the BLAS on one thread before any product (the
+             * parts' too), two again on return */
+            if (w && cpu_packs())
+                check(n_thread_log == 2 && thread_log[0] == 1 && thread_log[1] == 2,
+                      "grads parts: D = %d: BLAS thread counts asked for: %d of them, first %d "
+                      "(want 1, 2)", D, n_thread_log, n_thread_log ? thread_log[0] : 0);
+        }
+        GRID_BLAS = &REF_BLAS;
+        GRID_WORK = 0;
+        char ctx[160];
+        describe(ctx, sizeof ctx, &p);
+        const int want = cases[ci].want && cpu_packs();
+        check(rc == CRNN_OK && !par_bad, "%s: grads parts: a call failed", ctx);
+        check(calls[0] == 0 && calls[1] == want, "%s, dx %d: grads parts: par called %d times "
+              "(want %d; one thread %d)", ctx, cases[ci].with_dx, calls[1], want, calls[0]);
+        check_grads_equal(ctx, "grads parts", &p, &g[1], &g[0], cases[ci].with_dx);
+        for (int w = 0; w < 2; ++w) free(g[w].blk);
+        free(hs);
+        free(hl);
+        free(da);
+        prob_free(&p);
+    }
+}
+
 static int report(void)
 {
     if (n_failed) {
@@ -1846,6 +1914,7 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "threads") == 0) {
         test_split_policy();
+        test_grads_parts();
         GRID_CHUNK = 1;
         test_packed();
         GRID_CHUNK = 4;
@@ -1854,6 +1923,7 @@ int main(int argc, char **argv)
     }
     test_thread_policy();
     test_split_policy();
+    test_grads_parts();
     test_strerror();
     test_errors_dtype(0);
     test_errors_dtype(1);
