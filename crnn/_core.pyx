@@ -76,11 +76,12 @@ def mt_flops(whole=None, step=None, par=None):
     `step`: a product inside the time loop does;
     `par`: with two threads (and the packed time loop: x86-64 with AVX2
     and FMA), crnn runs the call on two threads of its own and the BLAS on
-    one. Whole-sequence products from `whole` flops on (with 384 rows or
+    one. Whole-sequence products from `whole` flops on (with 48 rows or
     more) are split in two halves of their rows, and so are token input's row
     copies where the one-hot product would be; a backward chunk's dW_hh runs
-    beside its dW_xh and dx when their flops are within 20 % (D = H/2 with
-    dx) and reach `whole` together; with a batch of B >= 4 a time
+    beside its dx, with dW_xh's rows shared out between them, when that
+    balances them within 20 % (with dx: D = H/2, D = H) and they reach
+    `whole` together; with a batch of B >= 4 a time
     loop (the forward's, or one chunk of the backward's) with `par` flops or
     more runs as two halves of the batch at once; with B < 4 the backward
     computes each chunk's parameter gradients on the second thread while

@@ -84,9 +84,9 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * BLAS whose tiles divide it computes each element as in the whole
  * product), and so are token input's row copies when the one-hot product
  * they stand for has mt_flops flops (memory-bound: two cores write faster
- * than one); a backward chunk's recurrent gradients (db_h, dW_hh) run
- * beside its input gradients (dW_xh, dx), each product whole, when the
- * two parts' flops are within 20 % and reach mt_flops together; and,
+ * than one); a backward chunk's dW_hh (and db_h) runs beside its dx, each
+ * whole, with dW_xh's rows shared out between the two so that their flops
+ * come within 20 % (when they can), from mt_flops flops; and,
  * with B >= 4, a time loop -- the forward's, or one chunk of the
  * backward's -- with at least par_flops flops in its products runs as two
  * halves of the batch at once. A batch's sequences are independent, so
@@ -119,10 +119,11 @@ typedef struct {
 #define CRNN_MT_FLOPS 4194304.0         /* 2^22 flops, about 0.1 ms on one core */
 #define CRNN_MT_FLOPS_STEP 33554432.0   /* 2^25 flops, about 0.5 ms on one core */
 #define CRNN_PAR_FLOPS 4194304.0        /* 2^22 flops */
-/* 3 * 64: a multiple of every tile width OpenBLAS's kernels walk C's
- * columns in (Haswell sgemm: 12; a cut at 64 changed bits of a (40, 156)
- * sgemm with K >= 8) */
-#define CRNN_SPLIT_ALIGN 192
+/* A multiple of the widths OpenBLAS's kernels walk C's columns in (3 x
+ * UNROLL_N: 12 in its Haswell sgemm, 24 where UNROLL_N is 8; a cut at 64
+ * changed bits of a (40, 156) Haswell sgemm with K >= 8:
+ * bench/split_bits.py), and small: a 256-row product splits 120 / 136 */
+#define CRNN_SPLIT_ALIGN 24
 
 /* A crnn_par_fn: job(arg1) runs on a worker thread, started on first use,
  * that waits for the next job spinning for 50 us, then blocked; job(arg0)

@@ -77,8 +77,8 @@ static void FN(rm_gemm)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int 
          * few columns (3 x 4 in its Haswell sgemm); cut between tiles, every
          * element is summed as in the whole product: the same bits. Not its
          * rows (m): there OpenBLAS's driver halves m itself when m lies
-         * between one and two of its blocks, and a cut at any multiple of
-         * 4 up to 384 changed bits of a (384, 40) sgemm with K = 20. */
+         * between one and two of its blocks: every cut at a multiple of 4
+         * but the middle changed bits of a (384, 40) sgemm with K = 20. */
         crnn_blas one;
         gemm_ctx half = half_ctx(gc, &one);
         FN(gemm_args) first = {&half, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
@@ -641,8 +641,8 @@ static void FN(grads_hh)(const FN(chunk) *c, gemm_ctx *gc)
 }
 
 /* A chunk's dW_xh from its da (for token input the sums of da's rows per
- * id), under the policy gc. */
-static void FN(grads_xh)(const FN(chunk) *c, gemm_ctx *gc)
+ * id), under the policy gc; for dense input only dW_xh's rows j0 .. j1-1. */
+static void FN(grads_xh)(const FN(chunk) *c, gemm_ctx *gc, int j0, int j1)
 {
     const FN(bwd) *k = c->k;
     const crnn_shape *s = k->s;
@@ -669,9 +669,10 @@ static void FN(grads_xh)(const FN(chunk) *c, gemm_ctx *gc)
                 }
             }
     } else {
-        /* dW_xh += da^T X */
+        /* dW_xh[j0:j1] += da[:, j0:j1]^T X */
         const size_t xo = (size_t)t0 * B * D;
-        FN(rm_gemm)(gc, 0, 'T', 'N', H, D, (int)rows, 1, da, H, k->x + xo, D, 1, k->dW_xh, D);
+        FN(rm_gemm)(gc, 0, 'T', 'N', j1 - j0, D, (int)rows, 1, da + j0, H, k->x + xo, D, 1,
+                    k->dW_xh + (size_t)j0 * D, D);
     }
 }
 
@@ -688,48 +689,60 @@ static void FN(grads_dx)(const FN(chunk) *c, gemm_ctx *gc)
 typedef struct {
     const FN(chunk) *c;
     gemm_ctx *gc;
-    int xh;  /* 0: grads_hh; 1: grads_xh and grads_dx */
+    int first;   /* 1: db_h, dW_hh and dW_xh's rows j0 .. j1-1; 0: those rows and dx */
+    int j0, j1;
 } FN(grads_part);
 
 static void FN(grads_job)(void *arg)
 {
     const FN(grads_part) *g = arg;
-    if (!g->xh) {
-        FN(grads_hh)(g->c, g->gc);
-        return;
-    }
-    FN(grads_xh)(g->c, g->gc);
-    FN(grads_dx)(g->c, g->gc);
+    if (g->first) FN(grads_hh)(g->c, g->gc);
+    FN(grads_xh)(g->c, g->gc, g->j0, g->j1);
+    if (!g->first) FN(grads_dx)(g->c, g->gc);
 }
 
-/* A chunk's parameter gradients. On crnn's own threads, when they have at
- * least mt_flops flops and the recurrent part (db_h, dW_hh) about the same
- * flops as the input part (dW_xh, dx) -- within 20 %: dx computed and
- * D = H/2, as in M and S, or no dx and D = H -- the two parts run at once,
- * each product whole on one thread, rather than each product split into
- * two halves that would each pack the operand they share: one par call
- * instead of one per product. Each accumulator is summed in the same order
- * as on one thread: the same bits. (L's three equal products, dW_hh beside
- * dW_xh and dx split, measured no faster than all three split.) */
+/* A chunk's parameter gradients. On crnn's own threads, from mt_flops
+ * flops, dW_hh (with db_h) runs beside dx, and dW_xh's rows are shared out
+ * between the two (cut at a multiple of CRNN_SPLIT_ALIGN) so that both
+ * sides have about the same flops: none of them beside dW_hh when
+ * D = H/2 (M, S), half when D = H (L), all when there is no dx and D = H.
+ * Each product, or row
+ * block of dW_xh, is whole on one thread, rather than every product split
+ * into two halves that each pack the operand they share (dx's: all of
+ * W_xh), and one par call replaces one per product. When the two sides
+ * cannot come within 20 % of each other (no dx and D < H, token input) the
+ * products run one after the other, each split in halves. Each
+ * accumulator is summed in the same order as on one thread, and the rows
+ * of dW_xh as in the whole product: the same bits. */
 static void FN(chunk_grads)(const FN(chunk) *c)
 {
     const FN(bwd) *k = c->k;
     const crnn_shape *s = k->s;
     gemm_ctx *gc = k->gc;
-    const double rows = (double)c->n * s->B, H = s->H;
-    const double fhh = 2 * rows * H * H;
-    const double fxh = k->tokens ? 0 : 2 * rows * H * s->D * (k->dx ? 2 : 1);
-    const double lo = fhh < fxh ? fhh : fxh, hi = fhh < fxh ? fxh : fhh;
-    if (gc->own && fhh + fxh >= gc->blas->mt_flops && 5 * lo >= 4 * hi) {
-        use_threads(gc, 0, 0);  /* the BLAS on one thread while the parts run */
-        crnn_blas one;
-        gemm_ctx half = half_ctx(gc, &one);
-        FN(grads_part) hh = {c, &half, 0}, xh = {c, &half, 1};
-        gc->blas->par(FN(grads_job), &hh, &xh);
-        return;
+    const int H = s->H;
+    const double rows = (double)c->n * s->B;
+    const double fhh = 2 * rows * H * H, fxh = k->tokens ? 0 : 2 * rows * H * s->D;
+    const double fdx = k->dx ? fxh : 0;
+    if (gc->own && fxh > 0 && fhh + fxh + fdx >= gc->blas->mt_flops) {
+        /* dW_xh's rows 0 .. cut-1 beside dW_hh, the rest beside dx */
+        double f = (fdx + fxh - fhh) / (2 * fxh);
+        f = f < 0 ? 0 : f > 1 ? 1 : f;
+        int cut = (int)(f * H / CRNN_SPLIT_ALIGN + 0.5) * CRNN_SPLIT_ALIGN;
+        cut = cut > H ? H : cut;
+        const double one_side = fhh + fxh * cut / H, other = fdx + fxh * (H - cut) / H;
+        const double lo = one_side < other ? one_side : other;
+        const double hi = one_side < other ? other : one_side;
+        if (5 * lo >= 4 * hi) {
+            use_threads(gc, 0, 0);  /* the BLAS on one thread while the parts run */
+            crnn_blas one;
+            gemm_ctx half = half_ctx(gc, &one);
+            FN(grads_part) a = {c, &half, 1, 0, cut}, b = {c, &half, 0, cut, H};
+            gc->blas->par(FN(grads_job), &a, &b);
+            return;
+        }
     }
     FN(grads_hh)(c, gc);
-    FN(grads_xh)(c, gc);
+    FN(grads_xh)(c, gc, 0, H);
     FN(grads_dx)(c, gc);
 }
 #undef DA

@@ -596,7 +596,7 @@ def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse, B, D):
     backward computes each chunk's gradients beside the next chunk's time
     loop. Every sequence and every output element is then computed as on
     one thread: the same bits."""
-    # B = 13: T*B >= 384 (2 * CRNN_SPLIT_ALIGN), the products over all rows
+    # B = 13: T*B >= 48 (2 * CRNN_SPLIT_ALIGN), the products over all rows
     # split; B < 4: the backward's chunk (crnn._core.chunk) is T, so two
     # pipelined halves. D = 20 > 7: OpenBLAS's sgemm sums K >= 8 in tiles
     # whose columns a cut at 64 rows did not respect (0.4.2 and before)
@@ -620,13 +620,15 @@ def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse, B, D):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("T,B,D,H,O", [(30, 13, 20, 40, 6), (4, 100, 33, 70, 0),
-                                       (3, 130, 9, 24, 400), (2, 200, 10, 400, 0)])
+                                       (3, 130, 9, 24, 400), (2, 200, 10, 400, 0),
+                                       (6, 20, 48, 48, 0)])
 def test_split_products_give_the_same_bits(dtype, T, B, D, H, O):
-    """On crnn's own two threads every product of 384 rows or more (of
+    """On crnn's own two threads every product of 48 rows or more (of
     the row-major result) runs as two halves of its rows: the input and
-    output projections, dx, and dW_hy, dW_hh with O or H >= 384. The cut
-    falls between the BLAS's tiles, so each element is summed as in the
-    whole product: the one-thread bits, for K below and above 8."""
+    output projections, dx, and dW_hy, dW_hh with O or H >= 48; a chunk's
+    dW_hh beside its dx, with dW_xh's rows shared out (D = H = 48: half).
+    The cut falls between the BLAS's tiles, so each element is summed as in
+    the whole product: the one-thread bits, for K below and above 8."""
     layer = crnn.Layer(D, H, O or None, dtype=dtype, seed=3)
     x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths=None, h0=True,
                                 dstate=True, O=O or None, seed=4)

@@ -871,8 +871,9 @@ static void test_packed(void)
         {3, 1, 2, 17}, {2, 1, 3, 100}, {2, 1, 2, 64}, {2, 1, 2, 40}, {2, 1, 1, 300},
         /* B < 4 with several chunks in each half of da (pipelined on two threads) */
         {13, 1, 3, 20}, {11, 3, 2, 33},
-        /* D = H/2: a chunk's dW_hh beside its dW_xh and dx on two threads */
-        {3, 7, 10, 20}, {5, 6, 24, 48},
+        /* a chunk's dW_hh beside its dW_xh and dx on two threads (D = H/2),
+         * and beside half of dW_xh's rows (D = H = 2 * CRNN_SPLIT_ALIGN) */
+        {3, 7, 10, 20}, {5, 6, 24, 48}, {3, 6, 48, 48},
     };
     uint64_t seed = 4242;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; ++si)
@@ -1829,17 +1830,21 @@ static void test_split_policy(void)
 }
 
 /* On crnn's own threads (loops not split: par_flops above them) a chunk's
- * gradients run as two parts at once -- db_h and dW_hh beside dW_xh and dx
- * -- when the parts' flops are within 20 %, and the results are those of
- * one thread: one par call for the one chunk with D = H/2 and dx, or D = H
- * without it; none when the parts differ (D = 3, or token input). */
+ * gradients run as two parts at once -- db_h, dW_hh and some rows of dW_xh
+ * beside the other rows and dx -- when the parts' flops can come within
+ * 20 %, and the results are those of one thread: one par call for the one
+ * chunk with D = H/2 and dx (no rows beside dW_hh), with D = H and dx when
+ * H/2 is a multiple of CRNN_SPLIT_ALIGN (half of them), with D = H and no
+ * dx (all); none when the parts cannot balance (D = H = 16 with dx: no cut
+ * below H; D = 3; token input). */
 static void test_grads_parts(void)
 {
-    enum { T = 6, B = 5, H = 16 };
-    static const struct { int D, tok, with_dx, want; } cases[] = {
-        {8, 0, 1, 1}, {16, 0, 0, 1}, {16, 0, 1, 0}, {3, 0, 1, 0}, {8, 1, 0, 0}};
+    enum { T = 6, B = 5 };
+    static const struct { int D, H, tok, with_dx, want; } cases[] = {
+        {8, 16, 0, 1, 1}, {16, 16, 0, 0, 1}, {16, 16, 0, 1, 0}, {3, 16, 0, 1, 0},
+        {8, 16, 1, 0, 0}, {2 * CRNN_SPLIT_ALIGN, 2 * CRNN_SPLIT_ALIGN, 0, 1, 1}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
-        const int D = cases[ci].D;
+        const int D = cases[ci].D, H = cases[ci].H;
         crnn_shape s = {.T = T, .B = B, .D = D, .H = H, .O = 0, .activation = CRNN_TANH,
                         .output_activation = CRNN_IDENTITY, .reverse = 0, .bias = 1};
         prob p;
