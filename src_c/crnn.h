@@ -119,10 +119,11 @@ typedef struct {
 #define CRNN_MT_FLOPS 4194304.0         /* 2^22 flops, about 0.1 ms on one core */
 #define CRNN_MT_FLOPS_STEP 33554432.0   /* 2^25 flops, about 0.5 ms on one core */
 #define CRNN_PAR_FLOPS 4194304.0        /* 2^22 flops */
-/* A multiple of the widths OpenBLAS's kernels walk C's columns in (3 x
- * UNROLL_N: 12 in its Haswell sgemm, 24 where UNROLL_N is 8; a cut at 64
- * changed bits of a (40, 156) Haswell sgemm with K >= 8:
- * bench/split_bits.py), and small: a 256-row product splits 120 / 136 */
+/* A multiple of the widths OpenBLAS's kernels walk C's columns in (12 in
+ * its Haswell sgemm, measured: a cut at 64 changed bits of a (40, 156)
+ * sgemm with K >= 8, a cut at any multiple of 12 did not; see
+ * bench/split_bits.py. 24 also covers blocks of 3 x 8 columns), and small:
+ * a 256-row product splits 120 / 136 */
 #define CRNN_SPLIT_ALIGN 24
 
 /* A crnn_par_fn: job(arg1) runs on a worker thread, started on first use,

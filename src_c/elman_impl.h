@@ -705,15 +705,15 @@ static void FN(grads_job)(void *arg)
  * flops, dW_hh (with db_h) runs beside dx, and dW_xh's rows are shared out
  * between the two (cut at a multiple of CRNN_SPLIT_ALIGN) so that both
  * sides have about the same flops: none of them beside dW_hh when
- * D = H/2 (M, S), half when D = H (L), all when there is no dx and D = H.
- * Each product, or row
- * block of dW_xh, is whole on one thread, rather than every product split
- * into two halves that each pack the operand they share (dx's: all of
- * W_xh), and one par call replaces one per product. When the two sides
- * cannot come within 20 % of each other (no dx and D < H, token input) the
- * products run one after the other, each split in halves. Each
- * accumulator is summed in the same order as on one thread, and the rows
- * of dW_xh as in the whole product: the same bits. */
+ * D = H/2 with dx (M, S) or D = H without it, half when D = H with dx (L).
+ * Each product, or row block of dW_xh, is whole on one thread, rather than
+ * every product split into two halves that each pack the operand they
+ * share (dx's: all of W_xh), and one par call replaces one per product.
+ * When the two sides cannot come within 20 % of each other (no dx and
+ * D < 0.8 H, token input, an H too small to cut) the products run one
+ * after the other, each split in halves. Each accumulator is summed in the
+ * same order as on one thread, and the rows of dW_xh as in the whole
+ * product: the same bits. */
 static void FN(chunk_grads)(const FN(chunk) *c)
 {
     const FN(bwd) *k = c->k;
