@@ -57,10 +57,14 @@ static void use_threads(gemm_ctx *g, double flops, int in_loop)
 }
 
 /* The policy of each half of a split (crnn's own two threads): the call's
- * BLAS table, copied into *one, on one thread. The halves share it read
- * only: its count is 1 already, so use_threads never writes it. */
-static gemm_ctx half_ctx(const gemm_ctx *g, crnn_blas *one)
+ * BLAS table, copied into *one, on one thread. The BLAS is set to one
+ * thread here, before the halves run (two halves each running OpenBLAS on
+ * two threads would split its products its own way: other bits). The
+ * halves share the table read only: its count is 1 already, so use_threads
+ * never writes it. */
+static gemm_ctx half_ctx(gemm_ctx *g, crnn_blas *one)
 {
+    use_threads(g, 0, 0);
     *one = *g->blas;
     one->threads = 1;
     gemm_ctx h = {one, 1, 0, 0};

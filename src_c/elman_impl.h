@@ -205,9 +205,8 @@ static void FN(run_loop)(FN(loop) *L, crnn_job_fn job, int split)
         job(L);
         return;
     }
-    use_threads(L->gc, 0, 1);  /* the BLAS on one thread while the halves run */
     crnn_blas one;
-    gemm_ctx half = half_ctx(L->gc, &one);
+    gemm_ctx half = half_ctx(L->gc, &one);  /* the BLAS on one thread meanwhile */
     FN(loop) first = *L, second = *L;
     first.b1 = second.b0 = (L->s->B + 1) / 2;
     first.gc = second.gc = &half;
@@ -733,9 +732,8 @@ static void FN(chunk_grads)(const FN(chunk) *c)
         const double lo = one_side < other ? one_side : other;
         const double hi = one_side < other ? other : one_side;
         if (5 * lo >= 4 * hi) {
-            use_threads(gc, 0, 0);  /* the BLAS on one thread while the parts run */
             crnn_blas one;
-            gemm_ctx half = half_ctx(gc, &one);
+            gemm_ctx half = half_ctx(gc, &one);  /* the BLAS on one thread meanwhile */
             FN(grads_part) a = {c, &half, 1, 0, cut}, b = {c, &half, 0, cut, H};
             gc->blas->par(FN(grads_job), &a, &b);
             return;
@@ -816,10 +814,10 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
      * bits are those of one thread. */
     const int nbuf = FN(pipe_chunks)(blas, B, D, H, C) ? 2 : 1, cs = C / nbuf;
     crnn_blas one;
-    gemm_ctx half = half_ctx(&gc, &one);
+    gemm_ctx half;
     const int pipe = nbuf == 2 && gc.own && !gc.halves;
     if (pipe) {
-        use_threads(&gc, 0, 0);  /* the BLAS on one thread for both */
+        half = half_ctx(&gc, &one);  /* the BLAS on one thread for both jobs */
         L.gc = &half;
     }
     const FN(bwd) k = {.s = s, .gc = pipe ? &half : &gc, .L = &L, .dx = dx, .dW_xh = dW_xh,
