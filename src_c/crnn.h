@@ -82,7 +82,7 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * 2*CRNN_SPLIT_ALIGN rows (of the row-major result) is split into two
  * halves of them run at once, at a multiple of CRNN_SPLIT_ALIGN (so that a
  * BLAS whose tiles divide it computes each element as in the whole
- * product), and so are token input's row copies when the one-hot product
+ * product; each half also writes its rows' bias first), and so are token input's row copies when the one-hot product
  * they stand for has mt_flops flops (memory-bound: two cores write faster
  * than one); a backward chunk's dW_hh (and db_h) runs beside its dx, each
  * whole, with dW_xh's rows shared out between the two so that their flops
@@ -90,7 +90,8 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * with B >= 4, a time loop -- the forward's, or one chunk of the
  * backward's -- with at least par_flops flops in its products runs as two
  * halves of the batch at once. A batch's sequences are independent, so
- * each half is the whole loop over its own rows, with no synchronisation
+ * each half is the whole loop over its own rows (in the backward, with its
+ * rows' share of dy, dstate and the carry), with no synchronisation
  * between steps; on the packed W_hh the results are the same bits as on
  * one thread. (The BLAS's own
  * threads are not used meanwhile because OpenBLAS's idle threads spin on
