@@ -68,39 +68,38 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
 /* The BLAS the core calls. gemv is optional (NULL: gemm does everything); with
  * it, products with a single row or column -- every per-step product when
  * B = 1 and no `work` is given -- go to gemv, which some OpenBLAS kernels run
- * several times faster than an n = 1 gemm. set_threads is optional (NULL: the BLAS decides): with
- * it, a product runs on `threads` threads only from a size on, and on one
- * thread below it: from mt_flops flops for the whole-sequence products (a
- * handful per call), from mt_flops_step for the products inside the time
- * loop (one or two per step), where extra threads mostly add synchronisation
- * and, when another process holds a core, stall for milliseconds on every
- * step. The count in force on return is `threads`.
- * par is optional. With it, threads = 2 and the time loop on the packed
- * W_hh (work given, AVX2 and FMA), the call runs on its own two threads
- * instead of the BLAS's: the BLAS gets one thread throughout; a
- * whole-sequence product of at least mt_flops flops and at least
- * 2*CRNN_SPLIT_ALIGN rows (of the row-major result) is split into two
- * halves of them run at once, at a multiple of CRNN_SPLIT_ALIGN (so that a
- * BLAS whose tiles divide it computes each element as in the whole
- * product; each half also writes its rows' bias first), and so are token input's row copies when the one-hot product
- * they stand for has mt_flops flops (memory-bound: two cores write faster
- * than one); a backward chunk's dW_hh (and db_h) runs beside its dx, each
- * whole, with dW_xh's rows shared out between the two so that their flops
- * come within 20 % (when they can), from mt_flops flops; and,
- * with B >= 4, a time loop -- the forward's, or one chunk of the
- * backward's -- with at least par_flops flops in its products runs as two
- * halves of the batch at once. A batch's sequences are independent, so
+ * several times faster than an n = 1 gemm. set_threads is optional (NULL: the
+ * BLAS decides): with it, a product runs on `threads` threads only from a size
+ * on, and on one thread below it: from mt_flops flops for the whole-sequence
+ * products (a handful per call), from mt_flops_step for the products inside
+ * the time loop (one or two per step), where extra threads mostly add
+ * synchronisation and, when another process holds a core, stall for
+ * milliseconds on every step. The count in force on return is `threads`.
+ * par is optional. With it, threads = 2 and the time loop on the packed W_hh
+ * (work given, AVX2 and FMA), the call runs on its own two threads instead of
+ * the BLAS's: the BLAS gets one thread throughout; a whole-sequence product of
+ * at least mt_flops flops and at least 2*CRNN_SPLIT_ALIGN rows (of the
+ * row-major result) is split into two halves of them run at once, at a
+ * multiple of CRNN_SPLIT_ALIGN (so that a BLAS whose tiles divide it computes
+ * each element as in the whole product; each half also writes its rows' bias
+ * first), and so are token input's row copies when the one-hot product they
+ * stand for has mt_flops flops (memory-bound: two cores write faster than one;
+ * a split time loop's halves copy their own rows); a backward chunk's dW_hh
+ * (and db_h) runs beside its dx, each whole, with dW_xh's rows shared out
+ * between the two so that their flops come within 20 % (when they can), from
+ * mt_flops flops; and, with B >= 4, a time loop -- the forward's, or one chunk
+ * of the backward's -- with at least par_flops flops in its products runs as
+ * two halves of the batch at once. A batch's sequences are independent, so
  * each half is the whole loop over its own rows (in the backward, with its
- * rows' share of dy, dstate and the carry), with no synchronisation
- * between steps; on the packed W_hh the results are the same bits as on
- * one thread. (The BLAS's own
- * threads are not used meanwhile because OpenBLAS's idle threads spin on
- * the cores for a while after each multi-threaded product, and a thread of
- * crnn's would share a core with them.) With B < 4 time loops are not
- * split; instead the backward computes each chunk's parameter gradients on
- * the second thread while the next chunk's time loop runs on the first,
- * when a chunk's products have at least par_flops flops (those products
- * are then not split); same bits as on one thread.
+ * rows' share of dy, dstate and the carry), with no synchronisation between
+ * steps; on the packed W_hh the results are the same bits as on one thread.
+ * (The BLAS's own threads are not used meanwhile because OpenBLAS's idle
+ * threads spin on the cores for a while after each multi-threaded product, and
+ * a thread of crnn's would share a core with them.) With B < 4 time loops are
+ * not split; instead the backward computes each chunk's parameter gradients on
+ * the second thread while the next chunk's time loop runs on the first, when a
+ * chunk's products have at least par_flops flops (those products are then not
+ * split); same bits as on one thread.
  * Otherwise -- other thread counts, no work, par_flops = infinity -- par is
  * not used. CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP and CRNN_PAR_FLOPS are the
  * suggested values. */

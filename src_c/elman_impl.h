@@ -180,9 +180,14 @@ typedef struct {
     const int64_t *lengths;
     int b0, b1;
     /* forward */
-    REAL *hs;                /* (T,B,H) a_t in, h_t out */
+    REAL *hs;                /* (T,B,H) a_t in (but see wt), h_t out */
     const REAL *h0;          /* (B,H) or NULL */
-    REAL *h_last;            /* (B,H) out */
+    REAL *h_last;            /* (B,H) out; h0 W_hh^T on entry when h0_fix */
+    const REAL *wt;          /* token input: the rows' a_t are still to be copied from
+                              * the table wt (D,H) (token_rows); else NULL */
+    const int64_t *tokens;   /* (T,B) with wt */
+    int h0_fix;              /* add h_last to a_t at step len_b-1 of a reversed
+                              * sequence shorter than T, which starts there from h0 */
     /* backward, over the steps lo .. hi-1 (in the forward's order) of a chunk
      * whose first t is t0 */
     const REAL *hs_in;       /* (T,B,H) the forward's h_t */
@@ -352,14 +357,47 @@ static int FN(check)(const crnn_shape *s, const crnn_blas *blas, const int64_t *
     return CRNN_OK;
 }
 
+/* Token input: rows r0 .. r1-1 of hs (T*B rows of H) are the rows of the
+ * table wt (D,H) = W_xh^T + b_h that the tokens name. */
+typedef struct {
+    REAL *hs;
+    const REAL *wt;
+    const int64_t *tokens;
+    int H;
+    size_t r0, r1;
+} FN(gather);
+
+static void FN(gather_rows)(void *arg)
+{
+    const FN(gather) *g = arg;
+    for (size_t r = g->r0; r < g->r1; ++r)
+        memcpy(g->hs + r * g->H, g->wt + (size_t)g->tokens[r] * g->H, g->H * sizeof(REAL));
+}
+
 /* The forward's recurrence over rows b0 .. b1-1: a_t += h_prev W_hh^T (one
- * product per step), h_t = f(a_t), 0 at padded steps. */
+ * product per step), h_t = f(a_t), 0 at padded steps; first, for token
+ * input, the rows' a_t from the table (when the forward left them to the
+ * loop), and h0's term for reversed sequences that start late. */
 static void FN(forward_rows)(void *arg)
 {
     const FN(loop) *L = arg;
     const crnn_shape *s = L->s;
     const int T = s->T, H = s->H, b0 = L->b0, b1 = L->b1;
     const size_t BH = (size_t)s->B * H, off = (size_t)b0 * H, n = (size_t)(b1 - b0) * H;
+    if (L->wt)
+        for (int t = 0; t < T; ++t) {
+            FN(gather) g = {L->hs, L->wt, L->tokens, H, (size_t)t * s->B + b0,
+                            (size_t)t * s->B + b1};
+            FN(gather_rows)(&g);
+        }
+    if (L->h0_fix)
+        for (int b = b0; b < b1; ++b) {
+            int len = (int)L->lengths[b];
+            if (len == 0 || len == T) continue;
+            REAL *a = L->hs + (size_t)(len - 1) * BH + (size_t)b * H;
+            const REAL *g = L->h_last + (size_t)b * H;
+            for (int j = 0; j < H; ++j) a[j] += g[j];
+        }
     for (int step = 0; step < T; ++step) {
         const int t = FN(step_t)(s->reverse, T, step);
         REAL *a = L->hs + (size_t)t * BH;
@@ -445,23 +483,6 @@ static void FN(backward_rows)(void *arg)
     }
 }
 
-/* Token input: rows r0 .. r1-1 of hs (T*B rows of H) are the rows of the
- * table wt (D,H) = W_xh^T + b_h that the tokens name. */
-typedef struct {
-    REAL *hs;
-    const REAL *wt;
-    const int64_t *tokens;
-    int H;
-    size_t r0, r1;
-} FN(gather);
-
-static void FN(gather_rows)(void *arg)
-{
-    const FN(gather) *g = arg;
-    for (size_t r = g->r0; r < g->r1; ++r)
-        memcpy(g->hs + r * g->H, g->wt + (size_t)g->tokens[r] * g->H, g->H * sizeof(REAL));
-}
-
 int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
                            const REAL *x, const int64_t *tokens, const REAL *h0,
                            const int64_t *lengths,
@@ -478,6 +499,12 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
         return CRNN_ENULL;
     if (O > 0 && (!y || !W_hy || (s->bias && !b_y))) return CRNN_ENULL;
     gemm_ctx gc = FN(call_ctx)(blas, work, s->B);
+    /* The recurrence and h_last (forward_rows), on one thread or on two
+     * halves of the batch. A single step from h0 = 0 has no product: W_hh is
+     * not packed then. */
+    FN(loop) L = {.s = s, .gc = &gc, .pg = (T > 1 || h0) && FN(use_pgemm)(&gc, work, B, H),
+                  .W_hh = W_hh, .lengths = lengths, .hs = hs, .h0 = h0, .h_last = h_last};
+    const int split = FN(split_loop)(&gc, B, H, T);
 
     /* hs <- X W_xh^T + b_h for all T*B rows at once: one GEMM, or a gather of
      * W_xh's columns for one-hot tokens. */
@@ -490,15 +517,20 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
             for (int d = 0; d < D; ++d)
                 for (int j = 0; j < H; ++j)
                     wt[(size_t)d * H + j] = W_xh[(size_t)j * D + d] + (bh ? bh[j] : 0);
-            /* on crnn's own threads, in two halves when the one-hot product
-             * it stands for would be split (rm_gemm): the copy is bound by
-             * memory, and two cores write faster than one */
+            /* by each half of a split loop, its rows first; else on crnn's
+             * own threads in two halves when the one-hot product it stands
+             * for would be split (rm_gemm): the copy is bound by memory, and
+             * two cores write faster than one */
             FN(gather) all = {hs, wt, tokens, H, 0, (size_t)TB}, first = all, second = all;
             first.r1 = second.r0 = (size_t)TB / 2;
-            if (gc.own && 2.0 * TB * D * H >= blas->mt_flops)
+            if (split) {
+                L.wt = wt;
+                L.tokens = tokens;
+            } else if (gc.own && 2.0 * TB * D * H >= blas->mt_flops) {
                 blas->par(FN(gather_rows), &first, &second);
-            else
+            } else {
                 FN(gather_rows)(&all);
+            }
         } else {
             for (size_t r = 0; r < (size_t)TB; ++r) {
                 REAL *row = hs + r * H;
@@ -511,26 +543,15 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     }
 
     /* A reversed sequence shorter than T starts at step len_b-1, where hs[t+1]
-     * is padding (0), not h0: add its W_hh h0 there up front. h_last is free
-     * until the end and holds h0 W_hh^T meanwhile. */
+     * is padding (0), not h0: its W_hh h0 is added there (forward_rows).
+     * h_last is free until the end and holds h0 W_hh^T meanwhile. */
     if (s->reverse && lengths && h0) {
         FN(rm_gemm)(&gc, 0, 'N', 'T', B, H, H, 1, h0, H, W_hh, H, 0, h_last, H);
-        for (int b = 0; b < B; ++b) {
-            int len = (int)lengths[b];
-            if (len == 0 || len == T) continue;
-            REAL *a = hs + ((size_t)(len - 1) * B + b) * H;
-            const REAL *g = h_last + (size_t)b * H;
-            for (int j = 0; j < H; ++j) a[j] += g[j];
-        }
+        L.h0_fix = 1;
     }
 
-    /* The recurrence and h_last (forward_rows), on one thread or on two
-     * halves of the batch. A single step from h0 = 0 has no product: W_hh is
-     * not packed then. */
-    FN(loop) L = {.s = s, .gc = &gc, .pg = (T > 1 || h0) && FN(use_pgemm)(&gc, work, B, H),
-                  .W_hh = W_hh, .lengths = lengths, .hs = hs, .h0 = h0, .h_last = h_last};
     FN(step_pack)(&L, work, 1);
-    FN(run_loop)(&L, FN(forward_rows), FN(split_loop)(&gc, B, H, T));
+    FN(run_loop)(&L, FN(forward_rows), split);
 
     /* y = g(hs W_hy^T + b_y): one GEMM over all T*B rows. */
     if (O > 0) {
