@@ -77,8 +77,9 @@ def mt_flops(whole=None, step=None, par=None):
     `par`: with two threads (and the packed time loop: x86-64 with AVX2
     and FMA), crnn runs the call on two threads of its own and the BLAS on
     one. Whole-sequence products from `whole` flops on (with 48 rows or
-    more) are split in two halves of their rows, and so are token input's row
-    copies where the one-hot product would be; a backward chunk's dW_hh runs
+    more; in a forward whose time loop is not split, from 8 * `whole`) are
+    split in two halves of their rows, and so are token input's row copies
+    where the one-hot product would be; a backward chunk's dW_hh runs
     beside its dx, with dW_xh's rows shared out between them, when that
     balances them within 20 % (with dx: D = H/2, D = H) and they reach
     `whole` together; with a batch of B >= 4 a time

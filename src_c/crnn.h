@@ -78,8 +78,9 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * par is optional. With it, threads = 2 and the time loop on the packed W_hh
  * (work given, AVX2 and FMA), the call runs on its own two threads instead of
  * the BLAS's: the BLAS gets one thread throughout; a whole-sequence product of
- * at least mt_flops flops and at least 2*CRNN_SPLIT_ALIGN rows (of the
- * row-major result) is split into two halves of them run at once, at a
+ * at least mt_flops flops (8 mt_flops in a forward whose time loop is not
+ * split, whose second thread then sleeps) and at least 2*CRNN_SPLIT_ALIGN rows
+ * (of the row-major result) is split into two halves of them run at once, at a
  * multiple of CRNN_SPLIT_ALIGN (so that a BLAS whose tiles divide it computes
  * each element as in the whole product; each half also writes its rows' bias
  * first), and so are token input's row copies when the one-hot product they

@@ -26,6 +26,7 @@ typedef struct {
                   * and its large products are split in two halves */
     int halves;  /* own, B >= 4: its time loops too; own, B < 4: the backward's
                   * chunks are pipelined instead (pipe_chunks) */
+    int cold;    /* own, but the second thread likely asleep (split_product) */
 } gemm_ctx;
 
 /* Whether a call runs on crnn's own two threads: crnn_blas.par, threads = 2,
@@ -45,6 +46,21 @@ static int policy_threads(const gemm_ctx *g, double flops, int in_loop)
     if (g->own) return 1;
     double from = in_loop ? b->mt_flops_step : b->mt_flops;
     return flops >= from && b->threads > 1 ? b->threads : 1;
+}
+
+/* Whether crnn's own threads split a product (or the row copies standing
+ * for one) of `flops` flops in two halves: from mt_flops flops, or from
+ * COLD_SPLIT times as many when cold -- a forward whose time loop is not
+ * split (B < 4), whose second thread has nothing to do for most of the call
+ * and so sleeps when a product comes: waking it and its core cost more
+ * than the half of a small product saves (LAT, T*B = 1000 rows, D = 32,
+ * H = 128, forward at two threads: float32 1.53 ms with the input
+ * projection, 8.2 Mflop, split, 1.36 without, 1.36 on one thread; float64
+ * 3.02, 2.91 and 2.79). */
+#define COLD_SPLIT 8
+static int split_product(const gemm_ctx *g, double flops)
+{
+    return g->own && flops >= g->blas->mt_flops * (g->cold ? COLD_SPLIT : 1);
 }
 
 static void use_threads(gemm_ctx *g, double flops, int in_loop)
@@ -67,7 +83,7 @@ static gemm_ctx half_ctx(gemm_ctx *g, crnn_blas *one)
     use_threads(g, 0, 0);
     *one = *g->blas;
     one->threads = 1;
-    gemm_ctx h = {one, 1, 0, 0};
+    gemm_ctx h = {one, 1, 0, 0, 0};
     return h;
 }
 

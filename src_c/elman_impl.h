@@ -66,8 +66,7 @@ static void FN(gemm_fill)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, in
 {
     if (M == 0 || N == 0) return;
     use_threads(gc, 2.0 * M * N * K, in_loop);
-    if (!in_loop && gc->own && 2.0 * M * N * K >= gc->blas->mt_flops &&
-        M >= 2 * CRNN_SPLIT_ALIGN) {
+    if (!in_loop && split_product(gc, 2.0 * M * N * K) && M >= 2 * CRNN_SPLIT_ALIGN) {
         /* crnn's own two threads: the rows of C in two halves, each a
          * one-thread product of its own, split at a multiple of
          * CRNN_SPLIT_ALIGN. The rows of row-major C are the columns (n) of
@@ -154,7 +153,7 @@ static int FN(split_loop)(const gemm_ctx *gc, int B, int H, int steps)
 static gemm_ctx FN(call_ctx)(const crnn_blas *blas, const REAL *work, int B)
 {
     const int own = own_pair(blas, CRNN_PGEMM && work && cpu_has_pgemm());
-    gemm_ctx gc = {blas, 0, own, own && B >= 4};
+    gemm_ctx gc = {blas, 0, own, own && B >= 4, 0};
     return gc;
 }
 
@@ -184,7 +183,7 @@ typedef struct {
     const REAL *h0;          /* (B,H) or NULL */
     REAL *h_last;            /* (B,H) out; h0 W_hh^T on entry when h0_fix */
     const REAL *wt;          /* token input: the rows' a_t are still to be copied from
-                              * the table wt (D,H) (token_rows); else NULL */
+                              * the table wt (D,H) (gather_rows); else NULL */
     const int64_t *tokens;   /* (T,B) with wt */
     int h0_fix;              /* add h_last to a_t at step len_b-1 of a reversed
                               * sequence shorter than T, which starts there from h0 */
@@ -505,6 +504,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     FN(loop) L = {.s = s, .gc = &gc, .pg = (T > 1 || h0) && FN(use_pgemm)(&gc, work, B, H),
                   .W_hh = W_hh, .lengths = lengths, .hs = hs, .h0 = h0, .h_last = h_last};
     const int split = FN(split_loop)(&gc, B, H, T);
+    gc.cold = gc.own && !split;
 
     /* hs <- X W_xh^T + b_h for all T*B rows at once: one GEMM, or a gather of
      * W_xh's columns for one-hot tokens. */
@@ -526,7 +526,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
             if (split) {
                 L.wt = wt;
                 L.tokens = tokens;
-            } else if (gc.own && 2.0 * TB * D * H >= blas->mt_flops) {
+            } else if (split_product(&gc, 2.0 * TB * D * H)) {
                 blas->par(FN(gather_rows), &first, &second);
             } else {
                 FN(gather_rows)(&all);
@@ -766,7 +766,7 @@ static void FN(chunk_grads)(const FN(chunk) *c)
     const double rows = (double)c->n * s->B;
     const double fhh = 2 * rows * H * H, fxh = k->tokens ? 0 : 2 * rows * H * s->D;
     const double fdx = k->dx ? fxh : 0;
-    if (gc->own && fxh > 0 && fhh + fxh + fdx >= gc->blas->mt_flops) {
+    if (fxh > 0 && split_product(gc, fhh + fxh + fdx)) {
         /* dW_xh's rows 0 .. cut-1 beside dW_hh, the rest beside dx */
         double f = (fdx + fxh - fhh) / (2 * fxh);
         f = f < 0 ? 0 : f > 1 ? 1 : f;

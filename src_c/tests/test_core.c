@@ -1751,9 +1751,10 @@ static void test_split_policy(void)
     enum { T = 48, D = 3, H = 16 };
     static const int Bs[] = {3, 4, 5, 9};
     for (size_t bi = 0; bi < sizeof Bs / sizeof Bs[0]; ++bi)
-        for (int c = 0; c < 7; ++c) {
+        for (int c = 0; c < 8; ++c) {
             const int B = Bs[bi];
             const double loop_flops = 2.0 * B * H * H * T;
+            const double proj_flops = 2.0 * T * B * D * H;  /* and token rows' */
             /* B < 4: the backward's chunks are T/2 steps (of the chunk T) */
             const double pipe_flops = 2.0 * (T / 2) * B * H * (H + D);
             /* c: 0 split, 1 par_flops above the loop, 2 one thread, 3 no
@@ -1761,13 +1762,15 @@ static void test_split_policy(void)
              * 0 with every whole-sequence product split too (only the
              * forward's input projection has 2 * CRNN_SPLIT_ALIGN rows, and
              * a pipelined chunk's products are not split); all with work,
-             * but case 6 */
+             * but case 6; 7 as 0 with mt_flops = the input projection's
+             * flops, which splits it only beside a split loop (a forward
+             * with B < 4 is cold: from 8 mt_flops) */
             crnn_blas blas = SPLIT_BLAS;
             blas.par = c == 3 ? NULL : fake_par;
             blas.par_flops = (c == 1 ? 2 : 1) * (B >= 4 ? loop_flops : pipe_flops);
             blas.set_threads = record_threads;
             blas.threads = c == 2 ? 1 : c == 4 ? 3 : 2;
-            blas.mt_flops = c == 5 ? 0 : HUGE_VAL;
+            blas.mt_flops = c == 5 ? 0 : c == 7 ? proj_flops : HUGE_VAL;
             const crnn_shape s = {.T = T, .B = B, .D = D, .H = H, .O = 0,
                                   .activation = CRNN_TANH,
                                   .output_activation = CRNN_IDENTITY, .reverse = 0, .bias = 0};
@@ -1809,9 +1812,10 @@ static void test_split_policy(void)
             n_thread_log = log_n;
             free(work);
             free(ids);
-            const int want = (c == 0 || c == 5) && B >= 4 && cpu_packs();
-            const int gemms = c == 5 && B * T >= 2 * CRNN_SPLIT_ALIGN && cpu_packs();
-            const int pipe = (c == 0 || c == 5) && B < 4 && cpu_packs();
+            const int want = (c == 0 || c == 5 || c == 7) && B >= 4 && cpu_packs();
+            const int gemms = (c == 5 || (c == 7 && B >= 4)) && B * T >= 2 * CRNN_SPLIT_ALIGN &&
+                              cpu_packs();
+            const int pipe = (c == 0 || c == 5 || c == 7) && B < 4 && cpu_packs();
             const int want_fwd = want + gemms, want_all = 2 * want + gemms + pipe;
             const int want_tok = want + (c == 5 && !want && cpu_packs());
             check(rc == CRNN_OK, "split policy: B = %d case %d returned %d", B, c, rc);
