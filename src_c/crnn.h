@@ -91,10 +91,9 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * mt_flops flops; and, with B >= 4, a time loop -- the forward's, or one chunk
  * of the backward's -- with at least par_flops flops in its products runs as
  * two halves of the batch at once. A batch's sequences are independent, so
- * each half is the whole loop over its own rows (in the backward, with its
- * rows' share of dy, dstate and the carry), with no synchronisation between
- * steps; on the packed W_hh the results are the same bits as on one thread.
- * (The BLAS's own threads are not used meanwhile because OpenBLAS's idle
+ * each half is the whole loop over its own rows, with no synchronisation
+ * between steps; on the packed W_hh the results are the same bits as on
+ * one thread. (The BLAS's own threads are not used meanwhile because OpenBLAS's idle
  * threads spin on the cores for a while after each multi-threaded product, and
  * a thread of crnn's would share a core with them.) With B < 4 time loops are
  * not split; instead the backward computes each chunk's parameter gradients on

@@ -192,8 +192,6 @@ typedef struct {
     const REAL *hs_in;       /* (T,B,H) the forward's h_t */
     REAL *da;                /* (C,B,H) dL/dh_t in, dL/da_t out */
     REAL *carry, *dh0;       /* (B,H) dL/dh of the step before the chunk; dL/dh0 */
-    const REAL *dy;          /* (T,B,H) dL/dh_t from the outputs when O = 0 */
-    const REAL *dstate;      /* (B,H) or NULL */
     int lo, hi, t0;
 } FN(loop);
 
@@ -422,13 +420,9 @@ static void FN(forward_rows)(void *arg)
     }
 }
 
-/* BPTT over one chunk's steps, rows b0 .. b1-1. First the chunk's dL/dh_t
- * of those rows is completed: dy itself when O = 0 (else chunk_loop has put
- * dz W_hy there; 0 at padded steps), plus dstate at each sequence's last
- * step, plus at step hi-1 the carry from the chunk after this one. On entry
- * to a step, da[t] holds the whole dL/dh_t (its successor has added
- * dL/dh_t W_hh already); it leaves as dL/da_t = dL/dh_t * f'(a_t), 0 at
- * padded steps. */
+/* BPTT over one chunk's steps, rows b0 .. b1-1. On entry to a step, da[t]
+ * holds the whole dL/dh_t (its successor has added dL/dh_t W_hh already); it
+ * leaves as dL/da_t = dL/dh_t * f'(a_t), 0 at padded steps. */
 static void FN(backward_rows)(void *arg)
 {
     const FN(loop) *L = arg;
@@ -436,30 +430,6 @@ static void FN(backward_rows)(void *arg)
     const int T = s->T, H = s->H, rev = s->reverse, b0 = L->b0, b1 = L->b1;
     const int64_t *lengths = L->lengths;
     const size_t BH = (size_t)s->B * H, off = (size_t)b0 * H, n = (size_t)(b1 - b0) * H;
-    const int t0 = L->t0, nt = L->hi - L->lo;
-#define DA_ROW(t, b) (L->da + (size_t)((t) - t0) * BH + (size_t)(b) * H)
-    if (s->O == 0)
-        for (int t = t0; t < t0 + nt; ++t)
-            for (int b = b0; b < b1; ++b) {
-                if (!lengths || t < lengths[b])
-                    memcpy(DA_ROW(t, b), L->dy + ((size_t)t * s->B + b) * H, H * sizeof(REAL));
-                else
-                    memset(DA_ROW(t, b), 0, H * sizeof(REAL));
-            }
-    if (L->dstate)
-        for (int b = b0; b < b1; ++b) {
-            int len = lengths ? (int)lengths[b] : T;
-            int t = len ? FN(step_of)(rev, len, T, 1) : -1;
-            if (t < t0 || t >= t0 + nt) continue;
-            const REAL *src = L->dstate + (size_t)b * H;
-            REAL *dst = DA_ROW(t, b);
-            for (int j = 0; j < H; ++j) dst[j] += src[j];
-        }
-    if (L->hi < T) {
-        REAL *g = DA_ROW(FN(step_t)(rev, T, L->hi - 1), b0);
-        for (size_t i = 0; i < n; ++i) g[i] += L->carry[off + i];
-    }
-#undef DA_ROW
     for (int step = L->hi - 1; step >= L->lo; --step) {
         const int t = FN(step_t)(rev, T, step);
         REAL *g = L->da + (size_t)(t - L->t0) * BH;
@@ -594,21 +564,20 @@ typedef struct {
 #define VALID(t, b) (!lengths || (t) < lengths[b])
 #define DA(t) (c->da + (size_t)((t) - c->t0) * BH)
 
-/* A chunk's dL/dh_t from the outputs when O > 0, then BPTT over it
- * (backward_rows, which adds the rest of dL/dh_t first): its da then holds
- * dL/da_t. */
+/* A chunk's dL/dh_t from the outputs, dstate and the chunk after it, then
+ * BPTT over it (backward_rows): its da then holds dL/da_t. */
 static void FN(chunk_loop)(const FN(chunk) *c)
 {
     const FN(bwd) *k = c->k;
     const crnn_shape *s = k->s;
-    const int B = s->B, H = s->H, O = s->O;
+    const int T = s->T, B = s->B, H = s->H, O = s->O, rev = s->reverse;
     const int t0 = c->t0, n = c->n;
     const size_t BH = (size_t)B * H, rows = (size_t)n * B;
     const int64_t *lengths = k->lengths;
     const REAL *dy = k->dy, *y = k->y;
     REAL *da = c->da, *dz = k->dz;
 
-    /* da <- dz W_hy (0 at padded steps, where dy is not read) */
+    /* da <- dL/dh_t from the outputs (0 at padded steps, where dy is not read) */
     if (O > 0) {
         for (int t = t0; t < t0 + n; ++t)
             for (int b = 0; b < B; ++b) {
@@ -629,10 +598,28 @@ static void FN(chunk_loop)(const FN(chunk) *c)
             for (size_t r = 0; r < rows; ++r)
                 for (int j = 0; j < O; ++j) k->db_y[j] += dz[r * O + j];
         FN(rm_gemm)(k->gc, 0, 'N', 'N', (int)rows, H, O, 1, dz, O, k->W_hy, H, 0, da, H);
+    } else {
+        for (int t = t0; t < t0 + n; ++t)
+            for (int b = 0; b < B; ++b) {
+                size_t r = ((size_t)t * B + b) * H;
+                if (VALID(t, b)) memcpy(DA(t) + (size_t)b * H, dy + r, H * sizeof(REAL));
+                else memset(DA(t) + (size_t)b * H, 0, H * sizeof(REAL));
+            }
+    }
+    if (k->dstate)
+        for (int b = 0; b < B; ++b) {
+            int len = lengths ? (int)lengths[b] : T;
+            int t = len ? FN(step_of)(rev, len, T, 1) : -1;
+            if (t < t0 || t >= t0 + n) continue;
+            const REAL *src = k->dstate + (size_t)b * H;
+            REAL *dst = DA(t) + (size_t)b * H;
+            for (int j = 0; j < H; ++j) dst[j] += src[j];
+        }
+    if (c->hi < T) {  /* what the chunk after this one sent to its predecessor */
+        REAL *g = DA(FN(step_t)(rev, T, c->hi - 1));
+        for (size_t i = 0; i < BH; ++i) g[i] += k->carry[i];
     }
 
-    /* the rest -- dy itself when O = 0, dstate, the carry -- is added by
-     * backward_rows, each half of a split loop for its own rows */
     FN(loop) *L = k->L;
     L->lo = c->lo;
     L->hi = c->hi;
@@ -844,8 +831,7 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
     /* each chunk's time loop (backward_rows), on one thread or on two
      * halves of the batch */
     FN(loop) L = {.s = s, .gc = &gc, .pg = FN(use_pgemm)(&gc, work, B, H), .W_hh = W_hh,
-                  .lengths = lengths, .hs_in = hs, .carry = carry, .dh0 = dh0,
-                  .dy = dy, .dstate = dstate};
+                  .lengths = lengths, .hs_in = hs, .carry = carry, .dh0 = dh0};
     FN(step_pack)(&L, work, 0);
     REAL *wt = tokens ? FN(token_block)(work, B, H) : NULL;  /* dW_xh^T, summed first */
     if (wt) memset(wt, 0, (size_t)D * H * sizeof(REAL));
