@@ -56,15 +56,16 @@ static void FN(gemm_job)(void *arg);
  * A/B are used transposed; lda/ldb/ldc are the row-major row lengths. A
  * single-row or single-column C goes to gemv when the table has it. in_loop:
  * the product is one of the time loop's (for the thread policy). fill:
- * NULL, or N values each row of C is set to first (then beta is 1: C =
- * alpha op(A) op(B) + fill, a bias), by the half that computes the row when
- * the product is split. BLAS never writes A or B, the casts only meet its
- * Fortran signature. */
+ * NULL, or N values each row of C is set to first, beta then being 1
+ * whatever is passed (C = alpha op(A) op(B) + fill, a bias), by the half
+ * that computes the row when the product is split. BLAS never writes A or
+ * B, the casts only meet its Fortran signature. */
 static void FN(gemm_fill)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, int N, int K,
                           REAL alpha, const REAL *A, int lda, const REAL *B, int ldb,
                           REAL beta, REAL *C, int ldc, const REAL *fill)
 {
     if (M == 0 || N == 0) return;
+    if (fill) beta = 1;
     use_threads(gc, 2.0 * M * N * K, in_loop);
     if (!in_loop && split_product(gc, 2.0 * M * N * K) && M >= 2 * CRNN_SPLIT_ALIGN) {
         /* crnn's own two threads: the rows of C in two halves, each a
@@ -491,12 +492,13 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
              * own threads in two halves when the one-hot product it stands
              * for would be split (rm_gemm): the copy is bound by memory, and
              * two cores write faster than one */
-            FN(gather) all = {hs, wt, tokens, H, 0, (size_t)TB}, first = all, second = all;
-            first.r1 = second.r0 = (size_t)TB / 2;
+            FN(gather) all = {hs, wt, tokens, H, 0, (size_t)TB};
             if (split) {
                 L.wt = wt;
                 L.tokens = tokens;
             } else if (split_product(&gc, 2.0 * TB * D * H)) {
+                FN(gather) first = all, second = all;
+                first.r1 = second.r0 = (size_t)TB / 2;
                 blas->par(FN(gather_rows), &first, &second);
             } else {
                 FN(gather_rows)(&all);
@@ -509,7 +511,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
             }
         }
     } else {
-        FN(gemm_fill)(&gc, 0, 'N', 'T', TB, H, D, 1, x, D, W_xh, D, bh ? 1 : 0, hs, H, bh);
+        FN(gemm_fill)(&gc, 0, 'N', 'T', TB, H, D, 1, x, D, W_xh, D, 0, hs, H, bh);
     }
 
     /* A reversed sequence shorter than T starts at step len_b-1, where hs[t+1]
@@ -526,7 +528,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     /* y = g(hs W_hy^T + b_y): one GEMM over all T*B rows. */
     if (O > 0) {
         const REAL *by = s->bias ? b_y : NULL;
-        FN(gemm_fill)(&gc, 0, 'N', 'T', TB, O, H, 1, hs, H, W_hy, H, by ? 1 : 0, y, O, by);
+        FN(gemm_fill)(&gc, 0, 'N', 'T', TB, O, H, 1, hs, H, W_hy, H, 0, y, O, by);
         if (s->output_activation == CRNN_SOFTMAX)
             FN(softmax_rows)(y, (size_t)TB, O);
         else
