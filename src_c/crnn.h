@@ -168,7 +168,9 @@ int64_t crnn_elman_worksize_f64(int B, int D, int H, int tokens);
  *           With it, on x86-64 CPUs with AVX2 and FMA, the time loop's
  *           products run on a copy of W_hh packed once per call (see
  *           pgemm_impl.h) instead of the BLAS, when the BLAS would use one
- *           thread for them; token ids gather rows of a transposed W_xh.
+ *           thread for them; token ids gather rows of a transposed W_xh
+ *           when 4 T*B >= D (below that, building it costs more than the
+ *           columns it saves reading; the sums are the same either way).
  */
 int crnn_elman_forward_f32(float *hs, float *y, float *h_last,
                            const float *x, const int64_t *tokens, const float *h0,
@@ -209,6 +211,8 @@ int crnn_elman_chunk(int T, int B);
  *   dz      (C,B,O) work dL/dz_t, the output pre-activation gradient (O > 0)
  *   work    (crnn_elman_worksize(B, D, H, tokens != NULL)) work, or NULL: as
  *           for the forward; token ids sum into rows of dW_xh^T first
+ *           when 4 T*B >= D (then it is added to dW_xh once: the bits can
+ *           differ from adding each row in place where dW_xh was not 0)
  *   chunk   steps per chunk, >= 1 (crnn_elman_chunk(T, B) suggests one).
  *           The result does not depend on it but for rounding: the chunks'
  *           contributions to the parameter gradients are summed in turn

@@ -31,6 +31,21 @@ static REAL *FN(token_block)(REAL *work, int B, int H)
     return work ? work + FN(pg_part)(B, H) : NULL;
 }
 
+/* The token block when T*B tokens make it pay, else NULL (W_xh's columns are
+ * then read, or dW_xh's added to, in place). Building the table, or adding
+ * it back into dW_xh, reads all of W_xh across its rows: D*H transposed
+ * accesses, ~0.6 ns each (1.3 when W_xh is past the L2); doing without it
+ * costs T*B*H accesses of stride D, ~1 ns each while W_xh is in the L2 but
+ * ~11 once a column's H values lie on H pages (a (10000, 512) float32 W_xh).
+ * Measured on one thread (T = 1, forward): the table pays from T*B of about
+ * D (D = 100, H = 128) down to about D/5 (D = 10000, H = 512); a 1-token
+ * step with that W_xh took 6.4 ms with it and 11 us without. 4 T*B >= D is
+ * within 2x of the better way on either side of those crossings. */
+static REAL *FN(token_table)(REAL *work, int B, int D, int H, int TB)
+{
+    return 4 * (int64_t)TB >= D ? FN(token_block)(work, B, H) : NULL;
+}
+
 int64_t FN(crnn_elman_worksize)(int B, int D, int H, int tokens)
 {
     if (B < 1 || D < 1 || H < 1) return 0;
@@ -480,10 +495,11 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
     /* hs <- X W_xh^T + b_h for all T*B rows at once: one GEMM, or a gather of
      * W_xh's columns for one-hot tokens. */
     if (tokens) {
-        /* with work, copy rows of a table W_xh^T + b_h instead of reading
-         * down W_xh's columns (stride D): the same sums, each made once per
-         * id, and a row copy (memcpy's vector stores) per token */
-        REAL *wt = FN(token_block)(work, B, H);
+        /* with the table (token_table), copy rows of W_xh^T + b_h instead
+         * of reading down W_xh's columns (stride D): the same sums, each
+         * made once per id, and a row copy (memcpy's vector stores) per
+         * token */
+        REAL *wt = FN(token_table)(work, B, D, H, TB);
         if (wt) {
             for (int d = 0; d < D; ++d)
                 for (int j = 0; j < H; ++j)
@@ -685,8 +701,9 @@ static void FN(grads_xh)(const FN(chunk) *c, gemm_ctx *gc, int j0, int j1)
     const REAL *da = c->da;
 
     if (tokens) {
-        /* dW_xh[:, id] += da_t for each valid (t, b); with work, summed
-         * into rows of dW_xh^T first (contiguous), then added once */
+        /* dW_xh[:, id] += da_t for each valid (t, b); with the table
+         * (token_table), summed into rows of dW_xh^T first (contiguous),
+         * then added once */
         for (int t = t0; t < t0 + n; ++t)
             for (int b = 0; b < B; ++b) {
                 if (!VALID(t, b)) continue;
@@ -835,7 +852,7 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
     FN(loop) L = {.s = s, .gc = &gc, .pg = FN(use_pgemm)(&gc, work, B, H), .W_hh = W_hh,
                   .lengths = lengths, .hs_in = hs, .carry = carry, .dh0 = dh0};
     FN(step_pack)(&L, work, 0);
-    REAL *wt = tokens ? FN(token_block)(work, B, H) : NULL;  /* dW_xh^T, summed first */
+    REAL *wt = tokens ? FN(token_table)(work, B, D, H, T * B) : NULL;  /* dW_xh^T, summed first */
     if (wt) memset(wt, 0, (size_t)D * H * sizeof(REAL));
 
     /* The forward's steps in reverse order, cs at a time: a chunk's time

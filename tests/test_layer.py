@@ -131,6 +131,24 @@ def test_larger_shape_matches_reference():
     _compare_with_reference(layer, x, lens, h0, dy, ds, 1e-12)
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 40, 6), (2, 1, 9, 3), (3, 2, 30, 5), (2, 3, 24, 4)])
+@pytest.mark.parametrize("lengths", [None, "mixed"])
+def test_tokens_from_a_large_vocabulary_match_reference(shape, lengths):
+    """Fewer than D/4 tokens: the core reads W_xh's columns (and adds into
+    dW_xh's) in place instead of through its transposed table (crnn.h); the
+    last shape sits at 4 T*B = D, where it uses the table."""
+    T, B, D, H = shape
+    layer = crnn.Layer(D, H, 3, activation="tanh", seed=D)
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=True, lengths=lengths, h0=True,
+                                dstate=True, O=3, seed=T * B)
+    _compare_with_reference(layer, x, lens, h0, dy, ds, 1e-12)
+    # a second backward adds the same again onto gradients that are not 0
+    layer.backward(dy, ds)
+    g_ref, _, _ = reference.gradients(layer.config(), layer.params, x, dy, h0, lens, ds)
+    for name in g_ref:
+        _close(layer.grads[name], 2 * g_ref[name], 1e-12)
+
+
 GRAD_CASES = [
     (f, out, bias, reverse, tokens, lengths)
     for (f, out), bias, reverse, tokens, lengths in zip(

@@ -824,6 +824,7 @@ static void test_grid(void)
         {2, 2, 2, 2, 2},
         {7, 3, 5, 4, 3},
         {6, 4, 1, 5, 4},
+        {2, 1, 9, 3, 2},  /* 4 T*B < D: token input without the table */
     };
     uint64_t seed = 20240601;
     long idx = 0;
@@ -1597,6 +1598,83 @@ static void test_bias_off_ignores_params(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Token input goes through work's (D,H) table only when 4 T*B >= D
+ * (token_table in elman_impl.h): below that the forward and the backward
+ * leave the block as it was. Either way the bits are those of the call
+ * without work where work changes nothing else: one step from h0 = 0 (no
+ * W_hh product, packed or not, but dh0's), gradients from 0. The grid
+ * checks both ways against the oracle over more steps.                      */
+
+static void test_token_table(void)
+{
+    static const int shapes[][3] = {/* B D H; T = 1: 4 B < D for odd D */
+                                    {1, 5, 3}, {2, 9, 2}, {2, 8, 3}, {3, 13, 4},
+                                    {3, 12, 2}, {4, 17, 3}, {4, 16, 3}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; ++si) {
+        const int *sh = shapes[si];
+        crnn_shape s = {.T = 1, .B = sh[0], .D = sh[1], .H = sh[2], .O = 2,
+                        .activation = CRNN_TANH, .output_activation = CRNN_IDENTITY,
+                        .reverse = 0, .bias = 1};
+        const int table = 4 * s.T * s.B >= s.D;
+        prob p;
+        memset(&p, 0, sizeof p);
+        p.s = s;
+        p.tok = 1;
+        prob_alloc(&p);
+        rng_t r = {77 + (uint64_t)si};
+        prob_fill(&p, &r);
+        const size_t TB = (size_t)s.T * s.B, nh = TB * s.H, ny = TB * s.O, nhl = (size_t)s.B * s.H;
+        double *out = xmalloc(2 * (nh + ny + nhl + nh + nhl + ny) * sizeof(double));
+        double *hs[2], *y[2], *hl[2], *da[2], *dz[2];
+        grads g[2];
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "token table, B=%d D=%d", s.B, s.D);
+        for (int w = 0; w < 2; ++w) {  /* w = 0: without work, 1: with */
+            double *o = out + (size_t)w * (nh + ny + nhl + nh + nhl + ny);
+            hs[w] = o, y[w] = hs[w] + nh, hl[w] = y[w] + ny, da[w] = hl[w] + nhl;
+            dz[w] = da[w] + nh + nhl;
+            GRID_WORK = w;
+            double *work = grid_work(&s, 1, 0), *block = NULL;
+            size_t nblock = (size_t)s.D * s.H;
+            if (work) {
+                block = work + (crnn_elman_worksize_f64(s.B, s.D, s.H, 1) - (int64_t)nblock);
+                fill(block, nblock, 12345.0);
+            }
+            grads_alloc(&g[w], &s);
+            grads_reset(&g[w], 0);
+            int rc = fwd64(&p, hs[w], y[w], hl[w], NULL);
+            size_t kept = 0;
+            for (size_t i = 0; block && i < nblock; ++i) kept += block[i] == 12345.0;
+            if (block)
+                check(table ? kept < nblock : kept == nblock,
+                      "%s: the forward %s the table (%zu of %zu untouched)", ctx,
+                      table ? "did not use" : "used", kept, nblock);
+            if (block) fill(block, nblock, 12345.0);
+            rc |= bwd64(&p, &g[w], 0, p.dy, p.dstate, hs[w], y[w], NULL, da[w], dz[w]);
+            kept = 0;
+            for (size_t i = 0; block && i < nblock; ++i) kept += block[i] == 12345.0;
+            if (block)
+                check(table ? kept < nblock : kept == nblock,
+                      "%s: the backward %s the table (%zu of %zu untouched)", ctx,
+                      table ? "did not use" : "used", kept, nblock);
+            check(rc == CRNN_OK, "%s, work %d: returned %d", ctx, w, rc);
+        }
+        check_equal(ctx, "hs with work", hs[1], hs[0], nh);
+        check_equal(ctx, "y with work", y[1], y[0], ny);
+        check_equal(ctx, "h_last with work", hl[1], hl[0], nhl);
+        check_equal(ctx, "dW_xh with work", g[1].dWxh, g[0].dWxh, g[0].nWxh);
+        check_equal(ctx, "db_h with work", g[1].dbh, g[0].dbh, g[0].nbh);
+        check_equal(ctx, "dW_hy with work", g[1].dWhy, g[0].dWhy, g[0].nWhy);
+        check_equal(ctx, "db_y with work", g[1].dby, g[0].dby, g[0].nby);
+        GRID_WORK = 0;
+        free(g[0].blk);
+        free(g[1].blk);
+        free(out);
+        prob_free(&p);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* Softmax that underflows: y >= the dtype's smallest normal at valid steps
  * (crnn.h), exactly 0 at padded ones, and gradients stay finite.            */
 
@@ -1941,6 +2019,7 @@ int main(int argc, char **argv)
     test_activate();
     test_all_finite();
     test_bias_off_ignores_params();
+    test_token_table();
     test_softmax_floor();
     /* the grid, each way: BLAS table, work (the packed time loop), chunk */
     static const struct {
