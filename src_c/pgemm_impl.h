@@ -50,24 +50,74 @@ static int64_t FN(pg_worksize)(int M, int N, int K)
     return FN(pg_packed_size)(N, K) + 2 * FN(pg_ablock_size)(M, K);
 }
 
+/* dst[k * step + j] = src[j * ld + k] for j, k < VL: a VL x VL block of W
+ * transposed in registers (rows of src in, columns out). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+FN(pg_tile_t)(REAL *dst, size_t step, const REAL *src, size_t ld)
+{
+    V r[VL], c[VL];
+    for (int j = 0; j < VL; ++j) r[j] = VLOAD(src + (size_t)j * ld);
+#if VEC256_DOUBLE
+    const V t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+    const V t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    c[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    c[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    c[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    c[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+#else
+    V t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; ++i) {
+        c[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        c[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+#endif
+    for (int k = 0; k < VL; ++k) VSTORE(dst + (size_t)k * step, c[k]);
+}
+
 /* Pack Bm (K,N) = W^T (transposed: W is (N,K)) or W (W is (K,N)) into bp,
  * for products with M rows. For M = 1 the panels go in groups of four (the
  * last group may have fewer), interleaved row by row within a group: pg_row
- * reads a group as one stream, not four. */
-static void FN(pg_pack_b)(REAL *bp, const REAL *W, int K, int N, int transposed, int M)
+ * reads a group as one stream, not four. Row k of a panel lies at
+ * dst + k * step, step = NR (or the group's width for M = 1). W^T goes in
+ * VL x VL blocks transposed in registers (pg_tile_t), the edges one value
+ * at a time: a forward of one step from a given h0 (generation, one token
+ * at a time) packs W_hh for a single product, where the pack's cost shows. */
+__attribute__((target("avx2,fma"))) static void
+FN(pg_pack_b)(REAL *bp, const REAL *W, int K, int N, int transposed, int M)
 {
-    for (int p = 0; p < N; p += PG_NR)
-        for (int k = 0; k < K; ++k) {
-            const int g = p - p % (4 * PG_NR);                  /* M = 1: the group's first column */
-            const int left = (N - g + PG_NR - 1) / PG_NR;       /* panels from g on */
-            const int gp = left < 4 ? left : 4;                 /* panels in the group */
-            REAL *dst = M == 1 ? bp + (size_t)g * K + ((size_t)k * gp) * PG_NR + (p - g)
-                               : bp + (size_t)p * K + (size_t)k * PG_NR;
-            for (int j = 0; j < PG_NR; ++j) {
-                int col = p + j;
-                dst[j] = col >= N ? 0 : transposed ? W[(size_t)col * K + k] : W[(size_t)k * N + col];
-            }
+    for (int p = 0; p < N; p += PG_NR) {
+        const int g = M == 1 ? p - p % (4 * PG_NR) : p;        /* the group's first column */
+        const int left = (N - g + PG_NR - 1) / PG_NR;           /* panels from g on */
+        const size_t step = M == 1 ? (size_t)(left < 4 ? left : 4) * PG_NR : PG_NR;
+        REAL *dst = bp + (size_t)g * K + (size_t)(p - g);
+        const int w = N - p < PG_NR ? N - p : PG_NR;            /* W's columns in the panel */
+        if (transposed) {
+            const int kv = K - K % VL, jv = w - w % VL;        /* the parts in whole blocks */
+            for (int k = 0; k < kv; k += VL)
+                for (int j = 0; j < jv; j += VL)
+                    FN(pg_tile_t)(dst + (size_t)k * step + j, step,
+                                  W + (size_t)(p + j) * K + k, (size_t)K);
+            for (int j = 0; j < w; ++j)
+                for (int k = j < jv ? kv : 0; k < K; ++k)
+                    dst[(size_t)k * step + j] = W[(size_t)(p + j) * K + k];
+        } else {
+            for (int k = 0; k < K; ++k)
+                memcpy(dst + (size_t)k * step, W + (size_t)k * N + p, (size_t)w * sizeof(REAL));
         }
+        if (w < PG_NR)
+            for (int k = 0; k < K; ++k)
+                memset(dst + (size_t)k * step + w, 0, (size_t)(PG_NR - w) * sizeof(REAL));
+    }
 }
 
 /* c[0..nr) += the 2*VL values (lo, hi); nr <= NR. */
