@@ -31,6 +31,23 @@ static REAL *FN(token_block)(REAL *work, int B, int H)
     return work ? work + FN(pg_part)(B, H) : NULL;
 }
 
+/* out (C,R) (+)= in^T for in (R,C), both row-major and dense: in register
+ * blocks (pg_transpose) where the CPU has AVX2, else one value at a time. */
+static void FN(transpose)(REAL *out, const REAL *in, int R, int C, int add)
+{
+#if CRNN_PGEMM
+    if (cpu_has_pgemm()) {
+        FN(pg_transpose)(out, (size_t)R, in, (size_t)C, R, C, add);
+        return;
+    }
+#endif
+    for (int c = 0; c < C; ++c)
+        for (int r = 0; r < R; ++r) {
+            REAL *o = out + (size_t)c * R + r;
+            *o = add ? *o + in[(size_t)r * C + c] : in[(size_t)r * C + c];
+        }
+}
+
 /* The token block when T*B tokens make it pay, else NULL (W_xh's columns are
  * then read, or dW_xh's added to, in place). Building the table, or adding
  * it back into dW_xh, reads all of W_xh across its rows: D*H transposed
@@ -501,9 +518,10 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
          * token */
         REAL *wt = FN(token_table)(work, B, D, H, TB);
         if (wt) {
-            for (int d = 0; d < D; ++d)
-                for (int j = 0; j < H; ++j)
-                    wt[(size_t)d * H + j] = W_xh[(size_t)j * D + d] + (bh ? bh[j] : 0);
+            FN(transpose)(wt, W_xh, H, D, 0);
+            if (bh)
+                for (int d = 0; d < D; ++d)
+                    for (int j = 0; j < H; ++j) wt[(size_t)d * H + j] += bh[j];
             /* by each half of a split loop, its rows first; else on crnn's
              * own threads in two halves when the one-hot product it stands
              * for would be split (rm_gemm): the copy is bound by memory, and
@@ -891,9 +909,7 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
         prev = cur;
     }
     if (pipe) FN(chunk_grads)(&prev);
-    if (wt)
-        for (int j = 0; j < H; ++j)
-            for (int d = 0; d < D; ++d) dW_xh[(size_t)j * D + d] += wt[(size_t)d * H + j];
+    if (wt) FN(transpose)(dW_xh, wt, D, H, 1);  /* dW_xh += wt^T, the batch's sums */
 #undef VALID
     restore_threads(&gc);
     return CRNN_OK;

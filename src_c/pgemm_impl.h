@@ -50,10 +50,11 @@ static int64_t FN(pg_worksize)(int M, int N, int K)
     return FN(pg_packed_size)(N, K) + 2 * FN(pg_ablock_size)(M, K);
 }
 
-/* dst[k * step + j] = src[j * ld + k] for j, k < VL: a VL x VL block of W
- * transposed in registers (rows of src in, columns out). */
+/* dst[k * step + j] (+)= src[j * ld + k] for j, k < VL: a VL x VL block
+ * transposed in registers (rows of src in, columns out), added to dst's
+ * values with add. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-FN(pg_tile_t)(REAL *dst, size_t step, const REAL *src, size_t ld)
+FN(pg_tile_t)(REAL *dst, size_t step, const REAL *src, size_t ld, int add)
 {
     V r[VL], c[VL];
     for (int j = 0; j < VL; ++j) r[j] = VLOAD(src + (size_t)j * ld);
@@ -81,17 +82,39 @@ FN(pg_tile_t)(REAL *dst, size_t step, const REAL *src, size_t ld)
         c[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
     }
 #endif
-    for (int k = 0; k < VL; ++k) VSTORE(dst + (size_t)k * step, c[k]);
+    for (int k = 0; k < VL; ++k) {
+        REAL *d = dst + (size_t)k * step;
+        VSTORE(d, add ? VADD(VLOAD(d), c[k]) : c[k]);
+    }
+}
+
+/* out[c * ldo + r] (+)= in[r * ldi + c] for r < R, c < C: in's (R,C) block
+ * transposed (added to out's values with add), in VL x VL blocks in
+ * registers, the edges one value at a time. Column blocks outermost: each
+ * reads a strip of in's rows, VL values of each, and writes VL whole rows
+ * of out. */
+__attribute__((target("avx2,fma"))) static void
+FN(pg_transpose)(REAL *out, size_t ldo, const REAL *in, size_t ldi, int R, int C, int add)
+{
+    const int rv = R - R % VL, cv = C - C % VL;  /* the parts in whole blocks */
+    for (int c = 0; c < cv; c += VL)
+        for (int r = 0; r < rv; r += VL)
+            FN(pg_tile_t)(out + (size_t)c * ldo + r, ldo, in + (size_t)r * ldi + c, ldi, add);
+    for (int r = 0; r < R; ++r)
+        for (int c = r < rv ? cv : 0; c < C; ++c) {
+            REAL *o = out + (size_t)c * ldo + r;
+            *o = add ? *o + in[(size_t)r * ldi + c] : in[(size_t)r * ldi + c];
+        }
 }
 
 /* Pack Bm (K,N) = W^T (transposed: W is (N,K)) or W (W is (K,N)) into bp,
  * for products with M rows. For M = 1 the panels go in groups of four (the
  * last group may have fewer), interleaved row by row within a group: pg_row
  * reads a group as one stream, not four. Row k of a panel lies at
- * dst + k * step, step = NR (or the group's width for M = 1). W^T goes in
- * VL x VL blocks transposed in registers (pg_tile_t), the edges one value
- * at a time: a forward of one step from a given h0 (generation, one token
- * at a time) packs W_hh for a single product, where the pack's cost shows. */
+ * dst + k * step, step = NR (or the group's width for M = 1). W^T goes
+ * through pg_transpose: a forward of one step from a given h0 (generation,
+ * one token at a time) packs W_hh for a single product, where the pack's
+ * cost shows. */
 __attribute__((target("avx2,fma"))) static void
 FN(pg_pack_b)(REAL *bp, const REAL *W, int K, int N, int transposed, int M)
 {
@@ -102,14 +125,7 @@ FN(pg_pack_b)(REAL *bp, const REAL *W, int K, int N, int transposed, int M)
         REAL *dst = bp + (size_t)g * K + (size_t)(p - g);
         const int w = N - p < PG_NR ? N - p : PG_NR;            /* W's columns in the panel */
         if (transposed) {
-            const int kv = K - K % VL, jv = w - w % VL;        /* the parts in whole blocks */
-            for (int k = 0; k < kv; k += VL)
-                for (int j = 0; j < jv; j += VL)
-                    FN(pg_tile_t)(dst + (size_t)k * step + j, step,
-                                  W + (size_t)(p + j) * K + k, (size_t)K);
-            for (int j = 0; j < w; ++j)
-                for (int k = j < jv ? kv : 0; k < K; ++k)
-                    dst[(size_t)k * step + j] = W[(size_t)(p + j) * K + k];
+            FN(pg_transpose)(dst, step, W + (size_t)p * K, (size_t)K, w, K, 0);
         } else {
             for (int k = 0; k < K; ++k)
                 memcpy(dst + (size_t)k * step, W + (size_t)k * N + p, (size_t)w * sizeof(REAL));

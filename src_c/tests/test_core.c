@@ -1609,7 +1609,9 @@ static void test_token_table(void)
 {
     static const int shapes[][3] = {/* B D H; T = 1: 4 B < D for odd D */
                                     {1, 5, 3}, {2, 9, 2}, {2, 8, 3}, {3, 13, 4},
-                                    {3, 12, 2}, {4, 17, 3}, {4, 16, 3}};
+                                    {3, 12, 2}, {4, 17, 3}, {4, 16, 3},
+                                    /* whole register blocks of the transposes and edges */
+                                    {6, 19, 13}, {8, 32, 16}, {4, 17, 13}};  /* H <= MAXW */
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; ++si) {
         const int *sh = shapes[si];
         crnn_shape s = {.T = 1, .B = sh[0], .D = sh[1], .H = sh[2], .O = 2,
