@@ -505,22 +505,19 @@ def all_finite(a, lengths=None):
     return ok != 0
 
 
-def int_range(a):
-    """(min, max) of a non-empty C-contiguous int64 array, read in one pass
-    (token ids and lengths are checked with it on every call)."""
+def in_range(a, int64_t D):
+    """True when every value of the non-empty C-contiguous int64 array `a`
+    lies in [0, D), read in one pass (crnn_ids_in_range; token ids and
+    lengths are checked with it on every call)."""
     if (not isinstance(a, np.ndarray) or a.dtype != np.int64 or not a.flags.c_contiguous
             or a.size == 0):
         raise TypeError("a must be a non-empty C-contiguous int64 array")
     cdef const int64_t *p = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>a)
-    cdef Py_ssize_t i, n = a.size
-    cdef int64_t lo = p[0], hi = p[0]
+    cdef int64_t n = a.size
+    cdef int ok
     with nogil:
-        for i in range(1, n):
-            if p[i] < lo:
-                lo = p[i]
-            if p[i] > hi:
-                hi = p[i]
-    return lo, hi
+        ok = crnn_ids_in_range(p, n, D)
+    return ok != 0
 
 
 def activate(x, str activation):

@@ -71,3 +71,4 @@ cdef extern from "crnn.h" nogil:
 
     int crnn_all_finite_f32(const float *a, int64_t rows, int64_t F, const int64_t *lengths, int B)
     int crnn_all_finite_f64(const double *a, int64_t rows, int64_t F, const int64_t *lengths, int B)
+    int crnn_ids_in_range(const int64_t *a, int64_t n, int64_t D)

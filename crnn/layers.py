@@ -49,11 +49,9 @@ def check_lengths(lengths, T, B):
     if arr.shape != (B,):
         raise ValueError(f"lengths must have shape (B,) = ({B},), got {arr.shape}")
     out = np.ascontiguousarray(arr, dtype=np.int64)
-    if out.size:
-        lo, hi = _core.int_range(out)  # uint64 beyond int64 turns negative
-        if lo < 0 or hi > T:
-            raise ValueError(f"lengths must lie in [0, T] = [0, {T}], got min {arr.min()}, "
-                             f"max {arr.max()}")
+    if out.size and not _core.in_range(out, T + 1):  # uint64 beyond int64 turns negative
+        raise ValueError(f"lengths must lie in [0, T] = [0, {T}], got min {arr.min()}, "
+                         f"max {arr.max()}")
     return out
 
 
@@ -107,8 +105,7 @@ def _sequence_input(x, D, dtype, lengths_arg):
     lengths = check_lengths(lengths_arg, T, B)
     if arr.ndim == 2:
         ids = np.ascontiguousarray(arr, dtype=np.int64)
-        lo, hi = _core.int_range(ids)  # uint64 beyond int64 turns negative
-        if lo < 0 or hi >= D:
+        if not _core.in_range(ids, D):  # uint64 beyond int64 turns negative
             raise ValueError(f"token ids must lie in [0, D) = [0, {D}) at every position "
                              f"(pad with 0), got min {arr.min()}, max {arr.max()}")
         return None, ids, T, B, lengths

@@ -255,6 +255,11 @@ int crnn_activate_f64(double *out, const double *in, int64_t n, int act);
 int crnn_all_finite_f32(const float *a, int64_t rows, int64_t F, const int64_t *lengths, int B);
 int crnn_all_finite_f64(const double *a, int64_t rows, int64_t F, const int64_t *lengths, int B);
 
+/* Whether every a[i], i < n, lies in [0, D): 1 or 0 (not a status code);
+ * n < 1: 1. Token ids ([0, D)) and lengths ([0, T + 1)) are checked with it,
+ * by the binding before a call and by the kernels again. */
+int crnn_ids_in_range(const int64_t *a, int64_t n, int64_t D);
+
 #ifdef __cplusplus
 }
 #endif

@@ -114,6 +114,23 @@ int crnn_elman_chunk(int T, int B)
     return c < T ? c : T;
 }
 
+/* (v - 0) | (D - 1 - v) has its top bit clear exactly when 0 <= v < D (in
+ * unsigned arithmetic, whose differences wrap instead of overflowing); OR-ed
+ * over all values, a reduction GCC vectorises where a compare-and-exit loop
+ * would not. */
+CRNN_CLONES int crnn_ids_in_range(const int64_t *a, int64_t n, int64_t D)
+{
+    if (n < 1) return 1;
+    if (!a || D < 1) return 0;
+    const uint64_t last = (uint64_t)D - 1;
+    uint64_t acc = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const uint64_t v = (uint64_t)a[i];
+        acc |= v | (last - v);
+    }
+    return !(acc >> 63);
+}
+
 #define REAL float
 #define SFX f32
 #define VEC256_DOUBLE 0

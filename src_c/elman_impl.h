@@ -376,14 +376,8 @@ static int FN(check)(const crnn_shape *s, const crnn_blas *blas, const int64_t *
     if (s->activation < CRNN_IDENTITY || s->activation > CRNN_SIGMOID) return CRNN_EACT;
     if (s->output_activation < CRNN_IDENTITY || s->output_activation > CRNN_SOFTMAX)
         return CRNN_EACT;
-    if (tokens) {
-        size_t n = (size_t)s->T * s->B;
-        for (size_t i = 0; i < n; ++i)
-            if (tokens[i] < 0 || tokens[i] >= s->D) return CRNN_ETOKEN;
-    }
-    if (lengths)
-        for (int b = 0; b < s->B; ++b)
-            if (lengths[b] < 0 || lengths[b] > s->T) return CRNN_ELENGTH;
+    if (tokens && !crnn_ids_in_range(tokens, (int64_t)s->T * s->B, s->D)) return CRNN_ETOKEN;
+    if (lengths && !crnn_ids_in_range(lengths, s->B, (int64_t)s->T + 1)) return CRNN_ELENGTH;
     return CRNN_OK;
 }
 

@@ -782,18 +782,31 @@ def test_all_finite_reads_only_valid_steps(dtype):
         _core.all_finite(np.ones(3, np.int64))
 
 
-def test_int_range_is_min_and_max():
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 17, 1000])
+def test_in_range_is_min_and_max_against_d(n):
+    """crnn_ids_in_range (an OR of unsigned differences, vectorised) against
+    NumPy's min and max: one bad value anywhere, at either end of the range,
+    and the int64 extremes."""
     from crnn import _core
 
-    rng = np.random.default_rng(5)
-    for n in (1, 2, 3, 1000):
-        a = rng.integers(-2**62, 2**62, size=(n,))
-        assert _core.int_range(a) == (a.min(), a.max())
-        assert _core.int_range(np.sort(a)) == (a.min(), a.max())  # the extremes at the ends
-        assert _core.int_range(a.reshape(1, n)) == (a.min(), a.max())
+    rng = np.random.default_rng(n)
+    good = rng.integers(0, 50, size=n)
+    top = int(good.max())
+    assert _core.in_range(good, top + 1)
+    assert not _core.in_range(good, top)                    # the largest value is D
+    assert _core.in_range(good, 2**63 - 1)
+    assert not _core.in_range(good, 0) and not _core.in_range(good, -5)
+    for pos in sorted({0, n // 2, n - 1}):
+        for bad, D in ((-1, 50), (50, 50), (-2**63, 50), (2**63 - 1, 50), (2**63 - 1, 2**63 - 1),
+                       (-2**63, 2**63 - 1), (7, 7)):
+            a = good.copy()
+            a[pos] = bad
+            want = bool(a.min() >= 0 and a.max() < D)
+            assert _core.in_range(a, D) == want, (pos, bad, D)
+    assert _core.in_range(good.reshape(1, n), top + 1)
     for bad in (np.ones(3, np.int32), np.arange(6).reshape(2, 3).T, np.zeros(0, np.int64), [1, 2]):
         with pytest.raises(TypeError):
-            _core.int_range(bad)
+            _core.in_range(bad, 10)
 
 
 # Sizes around the C core's block of 1024 values and its vector widths.
