@@ -123,7 +123,7 @@ FN(pg_pack_b)(REAL *bp, const REAL *W, int K, int N, int transposed, int M)
         const int left = (N - g + PG_NR - 1) / PG_NR;           /* panels from g on */
         const size_t step = M == 1 ? (size_t)(left < 4 ? left : 4) * PG_NR : PG_NR;
         REAL *dst = bp + (size_t)g * K + (size_t)(p - g);
-        const int w = N - p < PG_NR ? N - p : PG_NR;            /* W's columns in the panel */
+        const int w = N - p < PG_NR ? N - p : PG_NR;            /* Bm's columns in the panel */
         if (transposed) {
             FN(pg_transpose)(dst, step, W + (size_t)p * K, (size_t)K, w, K, 0);
         } else {

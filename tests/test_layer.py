@@ -137,9 +137,10 @@ def test_larger_shape_matches_reference():
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
 def test_tokens_from_a_large_vocabulary_match_reference(shape, lengths, dtype, tol):
     """Fewer than D/4 tokens: the core reads W_xh's columns (and adds into
-    dW_xh's) in place instead of through its transposed table (crnn.h); from
-    4 T*B = D (the fourth shape on) it uses the table, built and added back
-    in transposed register blocks where the CPU has AVX2."""
+    dW_xh's) in place instead of through its transposed table (crnn.h); at
+    4 T*B >= D (the fourth, sixth and seventh shapes) it uses the table,
+    built and added back in transposed register blocks where the CPU has
+    AVX2."""
     T, B, D, H = shape
     layer = crnn.Layer(D, H, 3, activation="tanh", seed=D, dtype=dtype)
     ref = crnn.Layer(D, H, 3, activation="tanh", seed=D)
