@@ -1607,7 +1607,7 @@ static void test_bias_off_ignores_params(void)
 
 static void test_token_table(void)
 {
-    static const int shapes[][3] = {/* B D H; T = 1: 4 B < D for odd D */
+    static const int shapes[][3] = {/* B D H; T = 1: the table where 4 B >= D */
                                     {1, 5, 3}, {2, 9, 2}, {2, 8, 3}, {3, 13, 4},
                                     {3, 12, 2}, {4, 17, 3}, {4, 16, 3},
                                     /* whole register blocks of the transposes and edges */
