@@ -94,8 +94,9 @@ static void restore_threads(gemm_ctx *g)
 }
 
 /* The time loop's products on a packed W_hh (pgemm_impl.h): x86-64 with AVX2
- * and FMA, checked at run time; elsewhere every product goes to the BLAS. */
-#if defined(__GNUC__) && defined(__x86_64__)
+ * and FMA, checked at run time; elsewhere every product goes to the BLAS.
+ * -DCRNN_NO_PGEMM builds the portable code alone (the C tests run it so). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(CRNN_NO_PGEMM)
 #include <immintrin.h>
 #define CRNN_PGEMM 1
 static int cpu_has_pgemm(void)

@@ -63,6 +63,15 @@ def test_c_core(cc, tmp_path):
     _run(exe)
 
 
+def test_c_core_portable(cc, tmp_path):
+    """The core built without its AVX2 code (-DCRNN_NO_PGEMM), as on CPUs
+    and compilers that lack it: every time-loop product on the BLAS, the
+    transposes of W_xh one value at a time."""
+    exe = tmp_path / "test_core_portable"
+    _compile(cc, exe, CFLAGS + ["-DCRNN_NO_PGEMM"])
+    _run(exe)
+
+
 def test_c_core_sanitized(cc, tmp_path):
     if not _accepts(cc, tmp_path, SANITIZE):
         pytest.skip("compiler lacks ASan/UBSan")
