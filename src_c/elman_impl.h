@@ -9,6 +9,19 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 
+/* out[c * ldo + r] (+)= in[r * ldi + c] (added to out's values with add) for
+ * r < R, c < C but the block r < rv, c < cv, which pg_transpose does in
+ * registers (rv = cv = 0: all of it, one value at a time). */
+static void FN(transpose_rest)(REAL *out, size_t ldo, const REAL *in, size_t ldi, int R,
+                               int C, int rv, int cv, int add)
+{
+    for (int r = 0; r < R; ++r)
+        for (int c = r < rv ? cv : 0; c < C; ++c) {
+            REAL *o = out + (size_t)c * ldo + r;
+            *o = add ? *o + in[(size_t)r * ldi + c] : in[(size_t)r * ldi + c];
+        }
+}
+
 #if CRNN_PGEMM
 #include "pgemm_impl.h"
 #endif
@@ -41,11 +54,7 @@ static void FN(transpose)(REAL *out, const REAL *in, int R, int C, int add)
         return;
     }
 #endif
-    for (int c = 0; c < C; ++c)
-        for (int r = 0; r < R; ++r) {
-            REAL *o = out + (size_t)c * R + r;
-            *o = add ? *o + in[(size_t)r * C + c] : in[(size_t)r * C + c];
-        }
+    FN(transpose_rest)(out, (size_t)R, in, (size_t)C, R, C, 0, 0, add);
 }
 
 /* The token block when T*B tokens make it pay, else NULL (W_xh's columns are

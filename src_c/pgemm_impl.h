@@ -90,9 +90,9 @@ FN(pg_tile_t)(REAL *dst, size_t step, const REAL *src, size_t ld, int add)
 
 /* out[c * ldo + r] (+)= in[r * ldi + c] for r < R, c < C: in's (R,C) block
  * transposed (added to out's values with add), in VL x VL blocks in
- * registers, the edges one value at a time. Column blocks outermost: each
- * reads a strip of in's rows, VL values of each, and writes VL whole rows
- * of out. */
+ * registers, the edges one value at a time (transpose_rest, elman_impl.h).
+ * Column blocks outermost: each reads a strip of in's rows, VL values of
+ * each, and writes VL whole rows of out. */
 __attribute__((target("avx2,fma"))) static void
 FN(pg_transpose)(REAL *out, size_t ldo, const REAL *in, size_t ldi, int R, int C, int add)
 {
@@ -100,11 +100,7 @@ FN(pg_transpose)(REAL *out, size_t ldo, const REAL *in, size_t ldi, int R, int C
     for (int c = 0; c < cv; c += VL)
         for (int r = 0; r < rv; r += VL)
             FN(pg_tile_t)(out + (size_t)c * ldo + r, ldo, in + (size_t)r * ldi + c, ldi, add);
-    for (int r = 0; r < R; ++r)
-        for (int c = r < rv ? cv : 0; c < C; ++c) {
-            REAL *o = out + (size_t)c * ldo + r;
-            *o = add ? *o + in[(size_t)r * ldi + c] : in[(size_t)r * ldi + c];
-        }
+    FN(transpose_rest)(out, ldo, in, ldi, R, C, rv, cv, add);
 }
 
 /* Pack Bm (K,N) = W^T (transposed: W is (N,K)) or W (W is (K,N)) into bp,
