@@ -537,6 +537,24 @@ def test_binding_refuses_bad_buffers():
         _core.elman_forward(np.ones((2, 1, 6))[..., ::2], None, None, None, layer.params, **sizes)
     with pytest.raises(TypeError, match="dtype"):
         _core.elman_forward(x.astype(np.float32), None, None, None, layer.params, **sizes)
+    # the dtype is checked by identity first, then by equality: a byte-swapped
+    # float64 (the same type number) is refused, an equal descriptor that is
+    # another object (one with metadata) is accepted
+    with pytest.raises(TypeError, match="x must have dtype float64"):
+        _core.elman_forward(x.astype(">f8"), None, None, None, layer.params, **sizes)
+    with pytest.raises(TypeError, match="lengths must have dtype int64"):
+        _core.elman_forward(x, None, None, np.array([2], ">i8"), layer.params, **sizes)
+    other = np.dtype(np.float64, metadata={"note": 1})
+    assert other is not np.dtype(np.float64) and other == np.float64
+    y_meta = _core.elman_forward(x.view(other), None, None, None, layer.params, **sizes)[0]
+    np.testing.assert_array_equal(y_meta, _core.elman_forward(x, None, None, None, layer.params,
+                                                              **sizes)[0])
+    with pytest.raises(TypeError, match="x must be a numpy array, got list"):
+        _core.elman_forward(x.tolist(), None, None, None, layer.params, **sizes)
+    with pytest.raises(ValueError, match=r"x must have shape \(2, 1, 3\), got \(2, 1\)"):
+        _core.elman_forward(x[..., 0], None, None, None, layer.params, **sizes)
+    with pytest.raises(ValueError, match=r"x must have shape \(2, 1, 3\), got \(2, 1, 3, 1\)"):
+        _core.elman_forward(x[..., None], None, None, None, layer.params, **sizes)
     with pytest.raises(ValueError, match="token id"):
         _core.elman_forward(None, np.full((2, 1), 7, np.int64), None, None, layer.params, **sizes)
     with pytest.raises(ValueError, match="length"):
