@@ -24,9 +24,11 @@
 #define VEC256_DOUBLE 0
 #include "vec256.h"
 #define FN(name) CAT(name, a32)
+#include "transpose_impl.h"  /* the edges of pg_transpose */
 #include "pg_a.h"
 #undef FN
 #define FN(name) CAT(name, b32)
+#include "transpose_impl.h"  /* the edges of pg_transpose */
 #include "pg_b.h"
 #undef FN
 #undef REAL
@@ -36,9 +38,11 @@
 #define VEC256_DOUBLE 1
 #include "vec256.h"
 #define FN(name) CAT(name, a64)
+#include "transpose_impl.h"  /* the edges of pg_transpose */
 #include "pg_a.h"
 #undef FN
 #define FN(name) CAT(name, b64)
+#include "transpose_impl.h"  /* the edges of pg_transpose */
 #include "pg_b.h"
 #undef FN
 
@@ -105,6 +109,10 @@ int main(int argc, char **argv)
     double flops = 2.0 * M * H * H;
     int calls = argc > 3 ? atoi(argv[3]) : (int)(2e7 / flops) + 1;  /* about 0.3 ms per round */
     int rounds = argc > 4 ? atoi(argv[4]) : 40;
+    if (calls < 1 || rounds < 1) {
+        fprintf(stderr, "calls per round and rounds must be positive\n");
+        return 2;
+    }
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
         fprintf(stderr, "this CPU lacks AVX2 or FMA\n");

@@ -9,18 +9,7 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 
-/* out[c * ldo + r] (+)= in[r * ldi + c] (added to out's values with add) for
- * r < R, c < C but the block r < rv, c < cv, which pg_transpose does in
- * registers (rv = cv = 0: all of it, one value at a time). */
-static void FN(transpose_rest)(REAL *out, size_t ldo, const REAL *in, size_t ldi, int R,
-                               int C, int rv, int cv, int add)
-{
-    for (int r = 0; r < R; ++r)
-        for (int c = r < rv ? cv : 0; c < C; ++c) {
-            REAL *o = out + (size_t)c * ldo + r;
-            *o = add ? *o + in[(size_t)r * ldi + c] : in[(size_t)r * ldi + c];
-        }
-}
+#include "transpose_impl.h"
 
 #if CRNN_PGEMM
 #include "pgemm_impl.h"

@@ -1,7 +1,7 @@
 /* pgemm_impl.h -- the time loop's product on a pre-packed W_hh, for x86-64
  * CPUs with AVX2 and FMA. Included by elman.c once per REAL, with REAL, SFX,
  * FN and the vector macros V (the 256-bit type), VL (its lanes), VZERO,
- * VLOAD, VSTORE, VADD, VFMA, VBCAST defined.
+ * VLOAD, VSTORE, VADD, VFMA, VBCAST defined, after transpose_impl.h.
  *
  *   C (M,N) += A (M,K) Bm (K,N)         all row-major; M = B, N = K = H
  *
