@@ -32,6 +32,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from core_ab import CONFIGS, layer_case, pick_configs  # bench/, beside this file
+from tokproj_floor import median_ms  # one untimed call, then the median of `calls`
 
 GEMM_N = 2048
 
@@ -90,13 +91,7 @@ def run(name, dt, threads, rounds, calls):
             for w in names[i % len(names):] + names[:i % len(names)]:
                 fn, flops = table[w]
                 time.sleep(0.2)                    # let other threads settle
-                fn()
-                times = []
-                for _ in range(calls):
-                    t0 = time.perf_counter()
-                    fn()
-                    times.append(time.perf_counter() - t0)
-                gfs[w] = flops / statistics.median(times) / 1e9
+                gfs[w] = flops / median_ms(fn, calls) / 1e6
             ceiling.append(gfs["gemm"])
             for w in pct:
                 pct[w].append(100 * gfs[w] / gfs["gemm"])
