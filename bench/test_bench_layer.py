@@ -258,22 +258,30 @@ def test_tokens(benchmark, config, dtype, threads, pas, impl):
 # instead: a pause of IL_PAUSE seconds (the other library's threads go to
 # sleep), one untimed call, then IL_BLOCK timed calls of one contender. Back
 # to back, the one GEMM measurement of a group moved between 88 and 169 GF/s
-# (float32, two threads) within one run. TOKPROJ, whose two contenders are
-# both crnn, is interleaved in blocks without a pause on one and two threads
+# (float32, two threads) within one run. The other two-thread groups that
+# targets read (LAT, S, BI2) are interleaved the same way, so that every
+# target's ratio compares calls made in the same minutes; back to back, BI2
+# float64's crnn group once ran at 35 GF/s and the same group alone right
+# after at 51 (runs of 2026-11-27). TOKPROJ, whose two contenders are both
+# crnn, is interleaved in blocks without a pause on one and two threads
 # (il_turn).
 
 INTERLEAVED = [("LAT", "fwd", 1), ("LAT", "fwd+bwd", 1), ("S", "fwd+bwd", 1),
                ("M", "fwd+bwd", 1), ("L", "fwd+bwd", 1), ("TOKPROJ", "fwd", 1),
-               ("M", "fwd+bwd", 2), ("L", "fwd+bwd", 2), ("TOKPROJ", "fwd", 2)]
+               ("LAT", "fwd", 2), ("LAT", "fwd+bwd", 2), ("S", "fwd+bwd", 2),
+               ("M", "fwd+bwd", 2), ("L", "fwd+bwd", 2), ("BI2", "fwd+bwd", 2),
+               ("TOKPROJ", "fwd", 2)]
 IL_BUDGET = float(os.environ.get("CRNN_BENCH_IL_BUDGET", "4.0"))   # seconds per group, roughly
 IL_MIN_ROUNDS, IL_MAX_ROUNDS = 5, 100
-IL_PAUSE, IL_BLOCK = 0.3, 2                                          # two threads only
+IL_PAUSE, IL_BLOCK, IL_BLOCK_SECONDS = 0.3, 2, 0.05                  # two threads only
 IL_TOK_BLOCK = 5                                                     # TOKPROJ
 
 
-def il_turn(config, threads):
+def il_turn(config, threads, seconds):
     """One contender's turn in a round: (pause in seconds, untimed calls,
-    timed calls). At two threads a pause, then a block (above). TOKPROJ's
+    timed calls), for a call of about `seconds`. At two threads a pause,
+    then a block: IL_BLOCK timed calls, or as many as take IL_BLOCK_SECONDS
+    when that is more (at most 20: LAT's 2-3 ms calls). TOKPROJ's
     calls are memory-bound: right after the other contender's call (a 1.6-3.3
     MB output of its own) a token call took 1.5-2x as long as in a row of
     token calls (0.31 against 0.20 ms, float32, run of 07:42 UTC), a cost no
@@ -284,7 +292,7 @@ def il_turn(config, threads):
     if config == "TOKPROJ":
         return 0.0, 1, IL_TOK_BLOCK
     if threads > 1:
-        return IL_PAUSE, 1, IL_BLOCK
+        return IL_PAUSE, 1, max(IL_BLOCK, min(20, int(IL_BLOCK_SECONDS / max(seconds, 1e-9))))
     return 0.0, 0, 1
 
 
@@ -309,19 +317,21 @@ def test_interleaved(benchmark, config, dtype, threads, pas, impls):
         fns[impl], infos[impl] = contender(config, impl, dtype, pas, threads)
     times = {impl: [] for impl in fns}
 
-    pause, untimed, block = il_turn(config, threads)
-
     def rounds():
         order = list(fns)
-        for fn in fns.values():
+        turns, per_round = {}, 0.0
+        for impl, fn in fns.items():
             fn()                                        # warm-up
-        t0 = time.perf_counter()
-        for fn in fns.values():
+            t0 = time.perf_counter()
             fn()
-        per_round = (untimed + block) * (time.perf_counter() - t0) + pause * len(fns)
+            seconds = time.perf_counter() - t0
+            turns[impl] = il_turn(config, threads, seconds)
+            pause, untimed, block = turns[impl]
+            per_round += pause + (untimed + block) * seconds
         n = max(IL_MIN_ROUNDS, min(IL_MAX_ROUNDS, int(IL_BUDGET / per_round)))
         for r in range(n):
             for impl in order[r % len(order):] + order[:r % len(order)]:
+                pause, untimed, block = turns[impl]
                 time.sleep(pause)                       # the last contender's threads go idle
                 for _ in range(untimed):
                     fns[impl]()
