@@ -14,7 +14,11 @@ blocks of calls after a pause, TOKPROJ in blocks); (3) token ids vs
 the dense one-hot input; (4) the GEMM ceiling; (5) the performance targets
 and whether each is met, from the interleaved groups where the run has them.
 Several JSON files are merged (a later file's result replaces an earlier
-one's for the same benchmark), so a quick run and a large run can be combined.
+one's for the same benchmark), so a quick run and a large run can be combined;
+with --runs each file is instead a whole run of its own, and the output is the
+targets in every run side by side, with how often each was met:
+
+    python bench/ratios.py --runs run1.json run2.json run3.json
 Reads only extra_info (config, pass, dtype, threads, impl, flops) and
 stats.median (or, with --stat min, stats.min: steadier on a loaded machine);
 the run's best GEMM ceiling is always its fastest round (the best the BLAS
@@ -226,22 +230,63 @@ def table_interleaved(il):
     return lines
 
 
+def target_rows(runs, il):
+    """(target, dtype, threads) for every target at every thread count the run has."""
+    for target in TARGETS:
+        for dt in DTYPES:
+            for n in (target[4] or threads_seen({**runs, **il})):
+                yield target, dt, n
+
+
+def evaluate_in(runs, il, target, dt, n):
+    """(measured text, met, "interleaved" | "groups"): from the interleaved
+    group when the run has it."""
+    key = (target[0], target[1], dt, n)
+    src, name = (il, "interleaved") if key in il else (runs, "groups")
+    return evaluate(src, target, dt, n) + (name,)
+
+
 def table_targets(runs, il):
     lines = ["| target | dtype | thr | measured | needed | met | from |",
              "|---|---|---|---|---|---|---|"]
     counts = {True: 0, False: 0, None: 0}
-    for target in TARGETS:
+    for target, dt, n in target_rows(runs, il):
         text, needed = describe(target)
-        for dt in DTYPES:
-            for n in (target[4] or threads_seen({**runs, **il})):
-                key = (target[0], target[1], dt, n)
-                src, name = (il, "interleaved") if key in il else (runs, "groups")
-                measured, met = evaluate(src, target, dt, n)
-                counts[met] += 1
-                mark = {True: "yes", False: "**no**", None: "not measured"}[met]
-                lines.append(f"| {text} | {dt} | {n} | {measured} | {needed} | {mark} | {name} |")
+        measured, met, name = evaluate_in(runs, il, target, dt, n)
+        counts[met] += 1
+        mark = {True: "yes", False: "**no**", None: "not measured"}[met]
+        lines.append(f"| {text} | {dt} | {n} | {measured} | {needed} | {mark} | {name} |")
     lines.append("")
     lines.append(f"met {counts[True]}, missed {counts[False]}, not measured {counts[None]}")
+    return lines
+
+
+def table_targets_runs(loaded):
+    """The targets in several whole runs side by side: one column per run
+    (a miss in bold, a value from the back-to-back groups marked "g"), and
+    in how many of the runs that measured it each target was met."""
+    lines = ["| target | dtype | thr | needed | " + " | ".join(
+                 f"run {i + 1}" for i in range(len(loaded))) + " | met in |",
+             "|---|---|---|---|" + "---|" * len(loaded) + "---|"]
+    rows = {}
+    for runs, il in loaded:
+        for target, dt, n in target_rows(runs, il):
+            rows.setdefault((target, dt, n), None)
+    met_all = 0
+    for target, dt, n in rows:
+        text, needed = describe(target)
+        cells, met_n, seen = [], 0, 0
+        for runs, il in loaded:
+            measured, met, name = evaluate_in(runs, il, target, dt, n)
+            seen += met is not None
+            met_n += bool(met)
+            cell = measured if met is not False else f"**{measured}**"
+            cells.append(cell + (" g" if name == "groups" and met is not None else ""))
+        met_all += seen > 0 and met_n == seen
+        lines.append(f"| {text} | {dt} | {n} | {needed} | " + " | ".join(cells)
+                     + f" | {met_n} of {seen} |")
+    lines.append("")
+    lines.append(f"met in every run that measured it: {met_all} of {len(rows)}")
     return lines
 
 
@@ -268,12 +313,27 @@ def report(paths, stat="median"):
     return "\n".join(out)
 
 
+def report_runs(paths, stat="median"):
+    """Only the targets, each file a whole run of its own (--runs)."""
+    loaded = []
+    for path in paths:
+        runs, il, _ = load([path], stat)
+        if not runs and not il:
+            raise SystemExit(f"no crnn benchmarks (extra_info with 'impl') in {path}")
+        loaded.append((runs, il))
+    out = [f"## targets in {len(paths)} runs ({stat}; " + ", ".join(
+               f"run {i + 1}: {p}" for i, p in enumerate(paths)) + ")", ""]
+    return "\n".join(out + table_targets_runs(loaded))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Markdown tables from bench/'s pytest-benchmark JSON.")
     ap.add_argument("json", nargs="+", help="files written by --benchmark-json")
     ap.add_argument("--stat", choices=["median", "min"], default="median")
+    ap.add_argument("--runs", action="store_true",
+                    help="each file is a whole run: the targets in each, side by side")
     args = ap.parse_args(argv)
-    print(report(args.json, args.stat))
+    print(report_runs(args.json, args.stat) if args.runs else report(args.json, args.stat))
     return 0
 
 
