@@ -96,8 +96,15 @@ static void FN(gemm_fill)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, in
 {
     if (M == 0 || N == 0) return;
     if (fill) beta = 1;
+    const crnn_blas *bl = gc->blas;
+    /* a single-row or single-column C goes to gemv, which crnn never
+     * splits: OpenBLAS's gemv sums a row of C in an order that depends on
+     * where the row lies in its block of rows (sgemv_n: a (50, 30) product
+     * cut into 24 + 26 rows changed bits), so halves would not give the
+     * whole's bits */
+    const int gemv = bl->GEMV_PTR && (M == 1 || N == 1);
     use_threads(gc, 2.0 * M * N * K, in_loop);
-    if (!in_loop && split_product(gc, 2.0 * M * N * K) && M >= 2 * CRNN_SPLIT_ALIGN) {
+    if (!in_loop && !gemv && split_product(gc, 2.0 * M * N * K) && M >= 2 * CRNN_SPLIT_ALIGN) {
         /* crnn's own two threads: the rows of C in two halves, each a
          * one-thread product of its own, split at a multiple of
          * CRNN_SPLIT_ALIGN. The rows of row-major C are the columns (n) of
@@ -127,8 +134,7 @@ static void FN(gemm_fill)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, in
                 C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
         return;
     }
-    const crnn_blas *bl = gc->blas;
-    if (bl->GEMV_PTR && M == 1) {
+    if (gemv && M == 1) {
         /* c^T (N) = op(B)^T a: op(B)^T is B's column-major buffer ('N', N x K)
          * when tb = 'N', its transpose ('T', buffer K x N) when tb = 'T' */
         char tr = tb == 'N' ? 'N' : 'T';
@@ -136,7 +142,7 @@ static void FN(gemm_fill)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, in
         bl->GEMV_PTR(&tr, &m, &n, &alpha, (REAL *)B, &ldb, (REAL *)A, &incx, &beta, C, &one);
         return;
     }
-    if (bl->GEMV_PTR && N == 1) {
+    if (gemv) {  /* N == 1 */
         /* c (M) = op(A) b: op(A) is the transpose of A's column-major buffer
          * (K x M) when ta = 'N', the buffer itself (M x K) when ta = 'T' */
         char tr = ta == 'N' ? 'T' : 'N';
@@ -788,6 +794,10 @@ static void FN(chunk_grads)(const FN(chunk) *c)
         f = f < 0 ? 0 : f > 1 ? 1 : f;
         int cut = (int)(f * H / CRNN_SPLIT_ALIGN + 0.5) * CRNN_SPLIT_ALIGN;
         cut = cut > H ? H : cut;
+        /* each side's rows of dW_xh go where the whole product goes: not to
+         * gemv (one row, or D = 1; gemm_fill) unless the whole does */
+        if (gc->blas->GEMV_PTR && cut > 0 && cut < H && (s->D == 1 || H - cut == 1))
+            cut = s->D == 1 ? 0 : cut - CRNN_SPLIT_ALIGN;
         const double one_side = fhh + fxh * cut / H, other = fdx + fxh * (H - cut) / H;
         const double lo = one_side < other ? one_side : other;
         const double hi = one_side < other ? other : one_side;

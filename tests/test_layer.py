@@ -601,7 +601,10 @@ def _with_policy(run, threads, *mt):
 
 def test_blas_thread_policy_does_not_change_results():
     """Products run on 1 or on the BLAS's thread count depending on their size
-    (crnn._core.mt_flops); the numbers must not depend on that choice."""
+    (crnn._core.mt_flops); at these sizes the numbers must not depend on that
+    choice. (Larger products shared out by the BLAS's own threads can come
+    out in other last bits -- README, Threads; crnn's own two threads keep
+    them: test_own_two_threads_give_the_same_bits.)"""
     from threadpoolctl import threadpool_limits
 
     from crnn import _core
@@ -672,14 +675,19 @@ def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse, B, D):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("T,B,D,H,O", [(30, 13, 20, 40, 6), (4, 100, 33, 70, 0),
                                        (3, 130, 9, 24, 400), (2, 200, 10, 400, 0),
-                                       (6, 20, 48, 48, 0)])
+                                       (6, 20, 48, 48, 0), (4, 100, 1, 70, 1),
+                                       (4, 100, 50, 1, 60), (4, 30, 313, 25, 0)])
 def test_split_products_give_the_same_bits(dtype, T, B, D, H, O):
     """On crnn's own two threads every product of 48 rows or more (of
     the row-major result) runs as two halves of its rows: the input and
     output projections, dx, and dW_hy, dW_hh with O or H >= 48; a chunk's
     dW_hh beside its dx, with dW_xh's rows shared out (D = H = 48: half).
     The cut falls between the BLAS's tiles, so each element is summed as in
-    the whole product: the one-thread bits, for K below and above 8."""
+    the whole product: the one-thread bits, for K below and above 8. A
+    product with one column goes to gemv, which is not split (D = 1: dx and
+    dW_xh; O = 1: y; H = 1: hs and dW_hy), and no share of dW_xh is a
+    single row (D = 313, H = 25 would cut its rows 24 + 1): gemv sums a row in
+    an order that depends on the rows around it."""
     layer = crnn.Layer(D, H, O or None, dtype=dtype, seed=3)
     x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths=None, h0=True,
                                 dstate=True, O=O or None, seed=4)
