@@ -491,9 +491,17 @@ class Stack(Module):
         layers = list(layers)
         if not layers:
             raise ValueError("a Stack needs at least one layer")
+        first = {}  # id of each Layer (a BiLayer's two included) -> its position
         for i, m in enumerate(layers):
             if not isinstance(m, (Layer, BiLayer)):
                 raise TypeError(f"layer {i} must be a Layer or BiLayer, got {type(m).__name__}")
+            for part in (m.fwd, m.bwd) if isinstance(m, BiLayer) else (m,):
+                j = first.setdefault(id(part), i)
+                if j != i:
+                    raise ValueError(f"layer {i} holds the same Layer object as layer {j}: a module keeps "
+                                     "only its latest forward for backward, so one object cannot sit at "
+                                     "two positions; give each position its own Layer (copy the weights "
+                                     "for equal values)")
         for i in range(1, len(layers)):
             prev, cur = layers[i - 1], layers[i]
             if cur.input_size != prev.out_features:

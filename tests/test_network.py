@@ -229,6 +229,16 @@ def test_stack_construction_errors():
         crnn.Stack([crnn.Layer(3, 4), crnn.Layer(4, 2, dtype=np.float32)])
     with pytest.raises(ValueError, match="merge"):
         crnn.BiLayer(3, 4, merge="max")
+    # one object at two positions: its second forward would replace the
+    # first's stored context, and backward would give wrong gradients
+    layer, bi = crnn.Layer(4, 4), crnn.BiLayer(4, 2)
+    with pytest.raises(ValueError, match="layer 2 holds the same Layer object as layer 0"):
+        crnn.Stack([layer, crnn.Layer(4, 4), layer])
+    with pytest.raises(ValueError, match="layer 1 holds the same Layer object as layer 0"):
+        crnn.Stack([bi, bi])
+    with pytest.raises(ValueError, match="layer 1 holds the same Layer object as layer 0"):
+        crnn.Stack([bi, bi.fwd])        # bi: 4 -> 4 (concat of 2 + 2), bi.fwd: 4 -> 2
+    assert len(crnn.Stack([layer, crnn.Layer(4, 4)])) == 2  # equal weights in two objects are fine
 
 
 def test_state_structure_errors():
