@@ -77,7 +77,8 @@ def mt_flops(whole=None, step=None, par=None):
     `par`: with two threads (and the packed time loop: x86-64 with AVX2
     and FMA), crnn runs the call on two threads of its own and the BLAS on
     one. Whole-sequence products from `whole` flops on (with 48 rows or
-    more; in a forward whose time loop is not split, from 8 * `whole`) are
+    more and two columns or more; in a forward whose time loop is not
+    split, from 8 * `whole`) are
     split in two halves of their rows, and so are token input's row copies
     where the one-hot product would be; a backward chunk's dW_hh runs
     beside its dx, with dW_xh's rows shared out between them, when that

@@ -79,12 +79,14 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * (work given, AVX2 and FMA), the call runs on its own two threads instead of
  * the BLAS's: the BLAS gets one thread throughout; a whole-sequence product of
  * at least mt_flops flops (8 mt_flops in a forward whose time loop is not
- * split, whose second thread then sleeps) and at least 2*CRNN_SPLIT_ALIGN rows
- * (of the row-major result) is split into two halves of them run at once, at a
- * multiple of CRNN_SPLIT_ALIGN (so that a BLAS whose tiles divide it computes
- * each element as in the whole product; each half also writes its rows' bias
- * first), and so are token input's row copies when the one-hot product they
- * stand for has mt_flops flops (memory-bound: two cores write faster than one;
+ * split, whose second thread then sleeps), at least 2*CRNN_SPLIT_ALIGN rows
+ * (of the row-major result) and more than one column (a single column goes
+ * to gemv, whose bits depend on the rows around) is split into two halves of
+ * its rows run at once, at a multiple of CRNN_SPLIT_ALIGN (so that a BLAS
+ * whose tiles divide it computes each element as in the whole product; each
+ * half also writes its rows' bias first), and so are token input's row
+ * copies when the one-hot product they stand for has mt_flops flops
+ * (memory-bound: two cores write faster than one;
  * a split time loop's halves copy their own rows); a backward chunk's dW_hh
  * (and db_h) runs beside its dx, each whole, with dW_xh's rows shared out
  * between the two so that their flops come within 20 % (when they can), from
