@@ -229,24 +229,23 @@ class Layer(Module):
         self._ctx = (x, tokens, h0, lengths, hs, y)
         return (hs if y is None else y), h_last
 
-    def backward(self, dy, dstate=None, *, need_dx=True, _threads=0):
+    def backward(self, dy, dstate=None, *, need_dx=True, _threads=0, _checked=False):
         """Backpropagation through time for the latest forward.
 
         dy: dL/dy, shape (T, B, out_features), read at valid steps only;
         dstate: dL/dh_last (B, H) or None. Accumulates (+=) into `grads` and
         returns (dx, dh0): dx (T, B, D), None for token input (or when
-        need_dx=False); dh0 (B, H), also when h0 was None.
+        need_dx=False); dh0 (B, H), also when h0 was None. Checks every
+        argument before it accumulates anything. Reads the forward's x, h0
+        and lengths, which it keeps without copying them when they were
+        already of the layer's dtype and C-contiguous: change them in place
+        between forward and backward, and the gradients are those of the
+        changed values.
         """
-        if self._ctx is None:
-            raise RuntimeError("backward() needs a successful forward() first")
+        if not _checked:  # _checked: a BiLayer checked them (_backward_args)
+            dy, dstate = self._backward_args(dy, dstate)
         x, tokens, h0, lengths, hs, y = self._ctx
         T, B = hs.shape[:2]
-        dy = _real(dy, "dy", self.dtype)
-        if dy.shape != (T, B, self.out_features):
-            raise ValueError(f"dy must have the output's shape (T, B, out_features) = "
-                             f"({T}, {B}, {self.out_features}), got {dy.shape}")
-        _finite_valid(dy, "dy", lengths)
-        dstate = _state(dstate, "dstate", B, self.hidden_size, self.dtype)
         O, H = self.output_size or 0, self.hidden_size
         C = _core.chunk(T, B)   # steps per chunk of the backward; da and dz hold one
         return _core.elman_backward(dy, dstate, hs, y, x, tokens, h0, lengths, self.params,
@@ -255,6 +254,25 @@ class Layer(Module):
                                     dz=self._scratch("dz", (min(C, T), B, O) if O else None),
                                     work=self._core_work(B, tokens is not None),
                                     **self._sizes(T, B))
+
+    def _backward_args(self, dy, dstate):
+        """backward's dy and dstate, checked and converted."""
+        if self._ctx is None:
+            raise RuntimeError("backward() needs a successful forward() first")
+        hs, lengths = self._ctx[4], self._ctx[3]
+        T, B = hs.shape[:2]
+        dy = _real(dy, "dy", self.dtype)
+        if dy.shape != (T, B, self.out_features):
+            raise ValueError(f"dy must have the output's shape (T, B, out_features) = "
+                             f"({T}, {B}, {self.out_features}), got {dy.shape}")
+        _finite_valid(dy, "dy", lengths)
+        return dy, self._dstate_arg(dstate)
+
+    def _dstate_arg(self, dstate):
+        """backward's dstate, checked and converted (None stays None)."""
+        if self._ctx is None:
+            raise RuntimeError("backward() needs a successful forward() first")
+        return _state(dstate, "dstate", self._ctx[4].shape[1], self.hidden_size, self.dtype)
 
     def _scratch(self, name, shape):
         """A scratch array of the core's, kept from one call to the next
@@ -446,7 +464,17 @@ class BiLayer(Module):
         return y, (h_f, h_b)
 
     def backward(self, dy, dstate=None, *, need_dx=True):
-        """Returns (dx, (dh0_fwd, dh0_bwd)); dx is None for token input."""
+        """Returns (dx, (dh0_fwd, dh0_bwd)); dx is None for token input.
+        Checks both directions' arguments before either accumulates."""
+        args = self._backward_args(dy, dstate)
+        T, B = self._outputs[0].shape[:2]
+        (dx_f, dh_f), (dx_b, dh_b) = self._both(
+            lambda m, n: m.backward(*args[m], need_dx=need_dx, _threads=n, _checked=True), T, B)
+        dx = None if dx_f is None else dx_f + dx_b
+        return dx, (dh_f, dh_b)
+
+    def _backward_args(self, dy, dstate):
+        """{direction: its (dy, dstate)}, checked and converted."""
         if self._outputs is None:
             raise RuntimeError("backward() needs a successful forward() first")
         y_f, y_b = self._outputs
@@ -464,11 +492,12 @@ class BiLayer(Module):
             dy_f = dy_b = dy * 0.5
         else:
             dy_f, dy_b = dy * y_b, dy * y_f
-        args = {self.fwd: (dy_f, ds_f), self.bwd: (dy_b, ds_b)}
-        (dx_f, dh_f), (dx_b, dh_b) = self._both(
-            lambda m, n: m.backward(*args[m], need_dx=need_dx, _threads=n), T, B)
-        dx = None if dx_f is None else dx_f + dx_b
-        return dx, (dh_f, dh_b)
+        return {self.fwd: self.fwd._backward_args(dy_f, ds_f),
+                self.bwd: self.bwd._backward_args(dy_b, ds_b)}
+
+    def _dstate_arg(self, dstate):
+        ds_f, ds_b = self._pair(dstate, "dstate")
+        return self.fwd._dstate_arg(ds_f), self.bwd._dstate_arg(ds_b)
 
     def __repr__(self):
         f = self.fwd
@@ -554,10 +583,12 @@ class Stack(Module):
         return x, states
 
     def backward(self, dy, dstate=None, *, need_dx=True):
-        """Returns (dx, [dh0 of each layer]); dx is None for token input."""
+        """Returns (dx, [dh0 of each layer]); dx is None for token input.
+        Checks every layer's dstate (and the last layer its dy) before any
+        layer accumulates."""
         if not self._ready:
             raise RuntimeError("backward() needs a successful forward() first")
-        dstate = self._list(dstate, "dstate")
+        dstate = [m._dstate_arg(d) for m, d in zip(self.layers, self._list(dstate, "dstate"))]
         dh0 = [None] * len(self.layers)
         for i in range(len(self.layers) - 1, -1, -1):
             dy, dh0[i] = self.layers[i].backward(dy, dstate[i], need_dx=need_dx or i > 0)

@@ -308,6 +308,44 @@ def test_bilayer_directions_in_parallel_are_bitwise_identical(merge, dtype):
     assert _core.blas_threads() == threads_before  # the BLAS thread count is restored
 
 
+@pytest.mark.parametrize("merge", ["concat", "sum", "mean", "mul"])
+def test_backward_that_raises_accumulates_nothing(merge):
+    """A BiLayer or Stack checks every part's dy and dstate before any part
+    accumulates: a bad argument for a later part raises with the gradients
+    untouched, and a corrected call then gives the gradients of one call."""
+    T, B, D, H = 4, 2, 3, 5
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, D))
+    good = rng.standard_normal((B, H))
+    nan = good.copy()
+    nan[1, 2] = np.nan
+    bi = crnn.BiLayer(D, H, merge=merge, seed=0)
+    stack = crnn.Stack([crnn.Layer(D, H, seed=1), crnn.BiLayer(H, H, merge=merge, seed=2)])
+    F = bi.out_features
+    dy_bad = rng.standard_normal((T, B, F))
+    dy_bad[2, 1, F - 1] = np.nan  # the bwd direction's share (every merge reads it)
+    cases = [(bi, dy_bad, None, "dy must be finite"),
+             (bi, np.ones((T, B, F)), (good, nan), "dstate must be finite"),
+             (bi, np.ones((T, B, F)), (good, good[:, :-1]), r"dstate must have shape"),
+             (stack, np.ones((T, B, F)), [nan, None], "dstate must be finite"),
+             (stack, np.ones((T, B, F)), [good[:1], (good, good)], r"dstate must have shape"),
+             (stack, np.ones((T, B, F)), [None, (good, nan)], "dstate must be finite")]
+    for module, dy, dstate, msg in cases:
+        module.zero_grad()
+        module.forward(x)
+        with pytest.raises(ValueError, match=msg):
+            module.backward(dy, dstate)
+        for k, g in module.grads.items():
+            assert not np.any(g), (msg, k)
+        dy_ok = np.ones((T, B, F))
+        module.backward(dy_ok)
+        once = {k: g.copy() for k, g in module.grads.items()}
+        module.zero_grad()
+        module.backward(dy_ok)
+        for k in once:
+            np.testing.assert_array_equal(module.grads[k], once[k])
+
+
 def test_bilayer_parallel_failure_leaves_nothing_for_backward():
     bi = crnn.BiLayer(3, 4, seed=0)
     bi.parallel = True
