@@ -437,8 +437,9 @@ def generate(model, prefix, n, *, temperature=1.0, seed=None, h0=None, greedy=Fa
         np.random.default_rng(seed) (lower: more conservative).
     greedy: take argmax p at every step instead of sampling.
     h0: the state before the prefix (B = 1 structure), or None (zeros).
-    return_state: also return the state after the prefix and all generated
-        tokens but the last; feeding ids[-1:] with this state continues the text.
+    return_state: also return the state after every token of prefix + ids
+        but the last one, which has not been fed yet; feeding it (ids[-1:], or
+        the prefix's last id when n = 0) with this state continues the text.
 
     Returns an int64 array of n ids (and the state with return_state=True).
     A model with a reverse Layer or a BiLayer cannot generate step by step
@@ -477,6 +478,8 @@ def generate(model, prefix, n, *, temperature=1.0, seed=None, h0=None, greedy=Fa
     out = np.empty(n, dtype=np.int64)
     state = h0
     if n == 0:
+        if return_state and ids.size > 1:
+            _, state = model.forward(ids[:-1, None], h0)
         return (out, state) if return_state else out
     y, state = model.forward(ids[:, None], state)
     last = y[-1, 0]

@@ -420,6 +420,13 @@ def test_stepwise_state_equals_a_full_forward():
         else:
             for s, f in zip(state, full):               # the next layer's GEMMs group rows differently
                 np.testing.assert_allclose(s, f, rtol=1e-13, atol=1e-15)
+        # n = 0: every prefix id but the last fed (none for a 1-id prefix: h0)
+        ids, state = train.generate(model, prefix, 0, h0=h0, return_state=True)
+        _, full = model.forward(np.array(prefix[:-1])[:, None], h0)
+        assert ids.shape == (0,)
+        for s, f in [(state, full)] if isinstance(model, Layer) else zip(state, full):
+            assert s.tobytes() == f.tobytes()                # the same forward call
+        assert train.generate(model, prefix[:1], 0, h0=h0, return_state=True)[1] is h0
 
 
 def test_sampling_follows_softmax_of_log_p_over_temperature():
