@@ -86,8 +86,8 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * whose tiles divide it computes each element as in the whole product; each
  * half also writes its rows' bias first), and so are token input's row
  * copies when the one-hot product they stand for has mt_flops flops
- * (memory-bound: two cores write faster than one;
- * a split time loop's halves copy their own rows); a backward chunk's dW_hh
+ * (memory-bound: two cores write faster than one; a split time loop's
+ * halves copy their own rows); a backward chunk's dW_hh
  * (and db_h) runs beside its dx, each whole, with dW_xh's rows shared out
  * between the two so that their flops come within 20 % (when they can), from
  * mt_flops flops; and, with B >= 4, a time loop -- the forward's, or one chunk

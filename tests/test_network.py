@@ -323,7 +323,7 @@ def test_backward_that_raises_accumulates_nothing(merge):
     stack = crnn.Stack([crnn.Layer(D, H, seed=1), crnn.BiLayer(H, H, merge=merge, seed=2)])
     F = bi.out_features
     dy_bad = rng.standard_normal((T, B, F))
-    dy_bad[2, 1, F - 1] = np.nan  # the bwd direction's share (every merge reads it)
+    dy_bad[2, 1, F - 1] = np.nan  # read by the bwd direction (concat: by it alone)
     cases = [(bi, dy_bad, None, "dy must be finite"),
              (bi, np.ones((T, B, F)), (good, nan), "dstate must be finite"),
              (bi, np.ones((T, B, F)), (good, good[:, :-1]), r"dstate must have shape"),
