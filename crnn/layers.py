@@ -259,7 +259,7 @@ class Layer(Module):
         """backward's dy and dstate, checked and converted."""
         if self._ctx is None:
             raise RuntimeError("backward() needs a successful forward() first")
-        hs, lengths = self._ctx[4], self._ctx[3]
+        _, _, _, lengths, hs, _ = self._ctx
         T, B = hs.shape[:2]
         dy = _real(dy, "dy", self.dtype)
         if dy.shape != (T, B, self.out_features):

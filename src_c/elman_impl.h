@@ -80,6 +80,17 @@ typedef struct {
 
 static void FN(gemm_job)(void *arg);
 
+/* Whether gemm_fill sends a product with an (M,N) C to gemv: a single row
+ * or column, when the table has gemv. OpenBLAS's gemv sums a row of C in an
+ * order that depends on where the row lies in its block of rows (sgemv_n:
+ * a (50, 30) product cut into 24 + 26 rows changed bits), so such a product
+ * is never split, and no split gives a share of one row to gemv: halves
+ * would not give the whole's bits. */
+static int FN(to_gemv)(const crnn_blas *bl, int M, int N)
+{
+    return bl->GEMV_PTR && (M == 1 || N == 1);
+}
+
 /* Row-major C (M,N) = alpha op(A) op(B) + beta C through a column-major gemm:
  * a row-major matrix is its column-major transpose, so C^T = op(B)^T op(A)^T
  * is computed by swapping the operands (never by copying). ta/tb say whether
@@ -97,12 +108,7 @@ static void FN(gemm_fill)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, in
     if (M == 0 || N == 0) return;
     if (fill) beta = 1;
     const crnn_blas *bl = gc->blas;
-    /* a single-row or single-column C goes to gemv, which crnn never
-     * splits: OpenBLAS's gemv sums a row of C in an order that depends on
-     * where the row lies in its block of rows (sgemv_n: a (50, 30) product
-     * cut into 24 + 26 rows changed bits), so halves would not give the
-     * whole's bits */
-    const int gemv = bl->GEMV_PTR && (M == 1 || N == 1);
+    const int gemv = FN(to_gemv)(bl, M, N);  /* never split */
     use_threads(gc, 2.0 * M * N * K, in_loop);
     if (!in_loop && !gemv && split_product(gc, 2.0 * M * N * K) && M >= 2 * CRNN_SPLIT_ALIGN) {
         /* crnn's own two threads: the rows of C in two halves, each a
@@ -794,10 +800,12 @@ static void FN(chunk_grads)(const FN(chunk) *c)
         f = f < 0 ? 0 : f > 1 ? 1 : f;
         int cut = (int)(f * H / CRNN_SPLIT_ALIGN + 0.5) * CRNN_SPLIT_ALIGN;
         cut = cut > H ? H : cut;
-        /* each side's rows of dW_xh go where the whole product goes: not to
-         * gemv (one row, or D = 1; gemm_fill) unless the whole does */
-        if (gc->blas->GEMV_PTR && cut > 0 && cut < H && (s->D == 1 || H - cut == 1))
-            cut = s->D == 1 ? 0 : cut - CRNN_SPLIT_ALIGN;
+        /* no share of dW_xh (H, D) goes to gemv (to_gemv): a whole that
+         * does stays whole, a one-row share moves into the other */
+        const crnn_blas *bl = gc->blas;
+        if (cut > 0 && cut < H &&
+            (FN(to_gemv)(bl, H, s->D) || FN(to_gemv)(bl, cut, s->D) || FN(to_gemv)(bl, H - cut, s->D)))
+            cut = FN(to_gemv)(bl, H, s->D) ? 0 : cut - CRNN_SPLIT_ALIGN;
         const double one_side = fhh + fxh * cut / H, other = fdx + fxh * (H - cut) / H;
         const double lo = one_side < other ? one_side : other;
         const double hi = one_side < other ? other : one_side;
