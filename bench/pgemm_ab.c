@@ -9,6 +9,10 @@
  *   gcc -O3 -I/tmp -Isrc_c bench/pgemm_ab.c -o /tmp/pgemm_ab
  *   /tmp/pgemm_ab 64 512            # M H [calls per round] [rounds]
  *
+ * Both versions are built against the checkout's transpose_impl.h: one from
+ * before 0.4.8 (whose pg_transpose calls transpose_rest without a bias
+ * argument) only pairs with another from before it.
+ *
  * Needs an x86-64 CPU with AVX2 and FMA. */
 #include <immintrin.h>
 #include <stdint.h>

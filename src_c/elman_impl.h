@@ -33,17 +33,18 @@ static REAL *FN(token_block)(REAL *work, int B, int H)
     return work ? work + FN(pg_part)(B, H) : NULL;
 }
 
-/* out (C,R) (+)= in^T for in (R,C), both row-major and dense: in register
- * blocks (pg_transpose) where the CPU has AVX2, else one value at a time. */
-static void FN(transpose)(REAL *out, const REAL *in, int R, int C, int add)
+/* out (C,R) (+)= in^T (+ bias in each row) for in (R,C), both row-major and
+ * dense, bias NULL or R values: in register blocks (pg_transpose) where the
+ * CPU has AVX2, else one value at a time. */
+static void FN(transpose)(REAL *out, const REAL *in, int R, int C, int add, const REAL *bias)
 {
 #if CRNN_PGEMM
     if (cpu_has_pgemm()) {
-        FN(pg_transpose)(out, (size_t)R, in, (size_t)C, R, C, add);
+        FN(pg_transpose)(out, (size_t)R, in, (size_t)C, R, C, add, bias);
         return;
     }
 #endif
-    FN(transpose_rest)(out, (size_t)R, in, (size_t)C, R, C, 0, 0, add);
+    FN(transpose_rest)(out, (size_t)R, in, (size_t)C, R, C, 0, 0, add, bias);
 }
 
 /* The token block when T*B tokens make it pay, else NULL (W_xh's columns are
@@ -522,10 +523,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
          * token */
         REAL *wt = FN(token_table)(work, B, D, H, TB);
         if (wt) {
-            FN(transpose)(wt, W_xh, H, D, 0);
-            if (bh)
-                for (int d = 0; d < D; ++d)
-                    for (int j = 0; j < H; ++j) wt[(size_t)d * H + j] += bh[j];
+            FN(transpose)(wt, W_xh, H, D, 0, bh);
             /* by each half of a split loop, its rows first; else on crnn's
              * own threads in two halves when the one-hot product it stands
              * for would be split (rm_gemm): the copy is bound by memory, and
@@ -545,7 +543,7 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
             for (size_t r = 0; r < (size_t)TB; ++r) {
                 REAL *row = hs + r * H;
                 const REAL *col = W_xh + tokens[r];
-                for (int j = 0; j < H; ++j) row[j] = col[(size_t)j * D] + (bh ? bh[j] : 0);
+                for (int j = 0; j < H; ++j) row[j] = bh ? col[(size_t)j * D] + bh[j] : col[(size_t)j * D];
             }
         }
     } else {
@@ -919,7 +917,7 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
         prev = cur;
     }
     if (pipe) FN(chunk_grads)(&prev);
-    if (wt) FN(transpose)(dW_xh, wt, D, H, 1);  /* dW_xh += wt^T, the batch's sums */
+    if (wt) FN(transpose)(dW_xh, wt, D, H, 1, NULL);  /* dW_xh += wt^T, the batch's sums */
 #undef VALID
     restore_threads(&gc);
     return CRNN_OK;

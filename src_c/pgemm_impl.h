@@ -50,11 +50,11 @@ static int64_t FN(pg_worksize)(int M, int N, int K)
     return FN(pg_packed_size)(N, K) + 2 * FN(pg_ablock_size)(M, K);
 }
 
-/* dst[k * step + j] (+)= src[j * ld + k] for j, k < VL: a VL x VL block
- * transposed in registers (rows of src in, columns out), added to dst's
- * values with add. */
+/* dst[k * step + j] (+)= src[j * ld + k] (+ bias[j]) for j, k < VL: a VL x VL
+ * block transposed in registers (rows of src in, columns out), bias (NULL:
+ * none) added to each column, the result added to dst's values with add. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-FN(pg_tile_t)(REAL *dst, size_t step, const REAL *src, size_t ld, int add)
+FN(pg_tile_t)(REAL *dst, size_t step, const REAL *src, size_t ld, int add, const REAL *bias)
 {
     V r[VL], c[VL];
     for (int j = 0; j < VL; ++j) r[j] = VLOAD(src + (size_t)j * ld);
@@ -82,25 +82,30 @@ FN(pg_tile_t)(REAL *dst, size_t step, const REAL *src, size_t ld, int add)
         c[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
     }
 #endif
+    if (bias)
+        for (int k = 0; k < VL; ++k) c[k] = VADD(c[k], VLOAD(bias));
     for (int k = 0; k < VL; ++k) {
         REAL *d = dst + (size_t)k * step;
         VSTORE(d, add ? VADD(VLOAD(d), c[k]) : c[k]);
     }
 }
 
-/* out[c * ldo + r] (+)= in[r * ldi + c] for r < R, c < C: in's (R,C) block
- * transposed (added to out's values with add), in VL x VL blocks in
+/* out[c * ldo + r] (+)= in[r * ldi + c] (+ bias[r]) for r < R, c < C: in's
+ * (R,C) block transposed (bias, NULL or R values, added to each of out's
+ * rows; the result added to out's values with add), in VL x VL blocks in
  * registers, the edges one value at a time (transpose_rest, elman_impl.h).
  * Column blocks outermost: each reads a strip of in's rows, VL values of
  * each, and writes VL whole rows of out. */
 __attribute__((target("avx2,fma"))) static void
-FN(pg_transpose)(REAL *out, size_t ldo, const REAL *in, size_t ldi, int R, int C, int add)
+FN(pg_transpose)(REAL *out, size_t ldo, const REAL *in, size_t ldi, int R, int C, int add,
+                 const REAL *bias)
 {
     const int rv = R - R % VL, cv = C - C % VL;  /* the parts in whole blocks */
     for (int c = 0; c < cv; c += VL)
         for (int r = 0; r < rv; r += VL)
-            FN(pg_tile_t)(out + (size_t)c * ldo + r, ldo, in + (size_t)r * ldi + c, ldi, add);
-    FN(transpose_rest)(out, ldo, in, ldi, R, C, rv, cv, add);
+            FN(pg_tile_t)(out + (size_t)c * ldo + r, ldo, in + (size_t)r * ldi + c, ldi, add,
+                          bias ? bias + r : NULL);
+    FN(transpose_rest)(out, ldo, in, ldi, R, C, rv, cv, add, bias);
 }
 
 /* Pack Bm (K,N) = W^T (transposed: W is (N,K)) or W (W is (K,N)) into bp,
@@ -121,7 +126,7 @@ FN(pg_pack_b)(REAL *bp, const REAL *W, int K, int N, int transposed, int M)
         REAL *dst = bp + (size_t)g * K + (size_t)(p - g);
         const int w = N - p < PG_NR ? N - p : PG_NR;            /* Bm's columns in the panel */
         if (transposed) {
-            FN(pg_transpose)(dst, step, W + (size_t)p * K, (size_t)K, w, K, 0);
+            FN(pg_transpose)(dst, step, W + (size_t)p * K, (size_t)K, w, K, 0, NULL);
         } else {
             for (int k = 0; k < K; ++k)
                 memcpy(dst + (size_t)k * step, W + (size_t)k * N + p, (size_t)w * sizeof(REAL));

@@ -1682,6 +1682,39 @@ static void test_token_table(void)
     }
 }
 
+/* Without a bias, a token's input term is W_xh's column itself, with and
+ * without the table: a -0 weight stays -0 (adding a 0 bias would make it
+ * +0). T = 1 from h0 = 0, identity: hs holds the input terms. */
+static void test_token_signed_zero(void)
+{
+    enum { B = 4, D = 3, H = 9 };  /* 4 B >= D: the table; H: a register block and an edge */
+    const crnn_shape s = {.T = 1, .B = B, .D = D, .H = H, .O = 0, .activation = CRNN_IDENTITY,
+                          .output_activation = CRNN_IDENTITY, .reverse = 0, .bias = 0};
+    const int64_t tokens[B] = {0, 2, 1, 2};
+    double Wxh[H * D], Whh[H * H] = {0}, hs[B * H], hl[B * H];
+    float Wxhf[H * D], Whhf[H * H] = {0}, hsf[B * H], hlf[B * H];
+    for (int i = 0; i < H * D; ++i) Wxh[i] = i % 2 ? -0.0 : -(double)i, Wxhf[i] = (float)Wxh[i];
+    double *work = xmalloc((size_t)crnn_elman_worksize_f64(B, D, H, 1) * sizeof(double));
+    float *workf = xmalloc((size_t)crnn_elman_worksize_f32(B, D, H, 1) * sizeof(float));
+    for (int w = 0; w < 2; ++w) {
+        int rc = crnn_elman_forward_f64(hs, NULL, hl, NULL, tokens, NULL, NULL, Wxh, Whh, NULL,
+                                        NULL, NULL, w ? work : NULL, &s, &REF_BLAS);
+        rc |= crnn_elman_forward_f32(hsf, NULL, hlf, NULL, tokens, NULL, NULL, Wxhf, Whhf, NULL,
+                                     NULL, NULL, w ? workf : NULL, &s, &REF_BLAS);
+        check(rc == CRNN_OK, "token signed zero, work %d: returned %d", w, rc);
+        int same = 1;
+        for (int b = 0; b < B; ++b)
+            for (int j = 0; j < H; ++j) {
+                const double want = Wxh[j * D + tokens[b]];
+                same &= hs[b * H + j] == want && !signbit(hs[b * H + j]) == !signbit(want);
+                same &= hsf[b * H + j] == (float)want && !signbit(hsf[b * H + j]) == !signbit(want);
+            }
+        check(same, "token signed zero, work %d: hs is not W_xh's columns, sign of 0 included", w);
+    }
+    free(work);
+    free(workf);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Softmax that underflows: y >= the dtype's smallest normal at valid steps
  * (crnn.h), exactly 0 at padded ones, and gradients stay finite.            */
@@ -2028,6 +2061,7 @@ int main(int argc, char **argv)
     test_all_finite();
     test_bias_off_ignores_params();
     test_token_table();
+    test_token_signed_zero();
     test_softmax_floor();
     /* the grid, each way: BLAS table, work (the packed time loop), chunk */
     static const struct {
