@@ -39,16 +39,16 @@ static inline double expm1_poly_f64(double r)
     return q * r2 + r;
 }
 
+/* the same for float, q(r) = sum_{i=0..6} r^i / (i+2)!, three multiply-adds
+ * deep where Horner's is seven */
 static inline float expm1_poly_f32(float r)
 {
-    float p = 1.0f / 40320.0f;
-    p = p * r + 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    return (p * r) * r + r;
+    const float r2 = r * r, r4 = r2 * r2;
+    const float p0 = 1.0f / 2 + r * (1.0f / 6);
+    const float p1 = 1.0f / 24 + r * (1.0f / 120);
+    const float p2 = 1.0f / 720 + r * (1.0f / 5040);
+    const float q = (p0 + r2 * p1) + r4 * (p2 + r2 * (1.0f / 40320));
+    return q * r2 + r;
 }
 
 #define LN2_HI_F64 0x1.62e42feep-1             /* ln 2 to 32 bits */
