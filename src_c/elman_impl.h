@@ -543,7 +543,10 @@ int FN(crnn_elman_forward)(REAL *hs, REAL *y, REAL *h_last,
             for (size_t r = 0; r < (size_t)TB; ++r) {
                 REAL *row = hs + r * H;
                 const REAL *col = W_xh + tokens[r];
-                for (int j = 0; j < H; ++j) row[j] = bh ? col[(size_t)j * D] + bh[j] : col[(size_t)j * D];
+                for (int j = 0; j < H; ++j) {
+                    const REAL w = col[(size_t)j * D];
+                    row[j] = bh ? w + bh[j] : w;  /* no 0 added: a -0 stays -0, as in the table */
+                }
             }
         }
     } else {

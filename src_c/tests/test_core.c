@@ -1687,10 +1687,12 @@ static void test_token_table(void)
  * +0). T = 1 from h0 = 0, identity: hs holds the input terms. */
 static void test_token_signed_zero(void)
 {
-    enum { B = 4, D = 3, H = 9 };  /* 4 B >= D: the table; H: a register block and an edge */
+    /* 4 B >= D: the table; W_xh (H, D) transposed in 8 x 8 (float) or 4 x 4
+     * (double) register blocks and an edge row */
+    enum { B = 4, D = 16, H = 9 };
     const crnn_shape s = {.T = 1, .B = B, .D = D, .H = H, .O = 0, .activation = CRNN_IDENTITY,
                           .output_activation = CRNN_IDENTITY, .reverse = 0, .bias = 0};
-    const int64_t tokens[B] = {0, 2, 1, 2};
+    const int64_t tokens[B] = {0, 15, 7, 12};
     double Wxh[H * D], Whh[H * H] = {0}, hs[B * H], hl[B * H];
     float Wxhf[H * D], Whhf[H * H] = {0}, hsf[B * H], hlf[B * H];
     for (int i = 0; i < H * D; ++i) Wxh[i] = i % 2 ? -0.0 : -(double)i, Wxhf[i] = (float)Wxh[i];
