@@ -266,11 +266,10 @@ def test_tokens(benchmark, config, dtype, threads, pas, impl):
 # crnn, is interleaved in blocks without a pause on one and two threads
 # (il_turn). At one thread every other contender's turn is one untimed call,
 # then one timed call: the first call after another library's runs with the
-# caches full of that library's data (crnn's LAT float64 forward: 3.31 ms
-# first, 3.00 second; float32 forward + backward 3.89 / 3.20; torch's 20.0 /
-# 20.6, 87 / 94; S 2-3 % for each; `python bench/first_call.py LAT fwd`,
-# 2026-11-27 21:55 UTC), a cost that hits the fastest contender hardest and
-# that a program calling one library in a loop does not pay.
+# caches full of that library's data (`python bench/first_call.py LAT fwd`,
+# 2026-11-27: crnn's float64 forward 2.78 ms first, 2.35 second; torch's
+# 17.9 / 16.9), a cost that hits the fastest contender hardest and that a
+# program calling one library in a loop does not pay.
 
 INTERLEAVED = [("LAT", "fwd", 1), ("LAT", "fwd+bwd", 1), ("S", "fwd+bwd", 1),
                ("M", "fwd+bwd", 1), ("L", "fwd+bwd", 1), ("TOKPROJ", "fwd", 1),
