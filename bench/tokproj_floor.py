@@ -46,17 +46,16 @@ def median_ms(fn, calls):
 
 def numpy_work_ms(hs, h_last, calls, threads):
     """ms per call of NumPy's memory work on `threads` threads (see above)."""
-    def work(lo, hi, n):
-        a, b = hs[lo:hi], h_last[lo:hi]
+    def work(a, b, n):
         for _ in range(n):
             a.fill(0.5)
             np.copyto(b, a)
 
     if threads == 1:
-        return median_ms(lambda: work(0, B, 1), calls)
+        return median_ms(lambda: work(hs, h_last, 1), calls)
     cuts = [B * i // threads for i in range(threads + 1)]
-    workers = [threading.Thread(target=work, args=(cuts[i], cuts[i + 1], calls))
-               for i in range(threads)]
+    workers = [threading.Thread(target=work, args=(hs[lo:hi], h_last[lo:hi], calls))
+               for lo, hi in zip(cuts, cuts[1:])]
     t = time.perf_counter()
     for w in workers:
         w.start()
