@@ -234,6 +234,10 @@ typedef struct {
     /* backward, over the steps lo .. hi-1 (in the forward's order) of a chunk
      * whose first t is t0 */
     const REAL *hs_in;       /* (T,B,H) the forward's h_t */
+    const REAL *dy;          /* (T,B,H) dL/dh_t from the outputs when the layer has
+                              * none (O = 0), copied into da by the rows' own job;
+                              * else NULL: da holds dz W_hy already */
+    const REAL *dstate;      /* (B,H) or NULL */
     REAL *da;                /* (C,B,H) dL/dh_t in, dL/da_t out */
     REAL *carry, *dh0;       /* (B,H) dL/dh of the step before the chunk; dL/dh0 */
     int lo, hi, t0;
@@ -458,7 +462,11 @@ static void FN(forward_rows)(void *arg)
     }
 }
 
-/* BPTT over one chunk's steps, rows b0 .. b1-1. On entry to a step, da[t]
+/* BPTT over one chunk's steps, rows b0 .. b1-1. First the rest of their
+ * dL/dh_t, in this order: dy (when the layer has no output: 0 at padded
+ * steps, where dy is not read), dstate at each sequence's last processed
+ * step, and the carry from the chunk after this one; here, so that the two
+ * halves of a split loop add theirs at once. On entry to a step, da[t]
  * holds the whole dL/dh_t (its successor has added dL/dh_t W_hh already); it
  * leaves as dL/da_t = dL/dh_t * f'(a_t), 0 at padded steps. */
 static void FN(backward_rows)(void *arg)
@@ -468,6 +476,29 @@ static void FN(backward_rows)(void *arg)
     const int T = s->T, H = s->H, rev = s->reverse, b0 = L->b0, b1 = L->b1;
     const int64_t *lengths = L->lengths;
     const size_t BH = (size_t)s->B * H, off = (size_t)b0 * H, n = (size_t)(b1 - b0) * H;
+    const int t0 = L->t0, t1 = L->t0 + (L->hi - L->lo);  /* the chunk's t: t0 .. t1-1 */
+    if (L->dy)
+        for (int t = t0; t < t1; ++t)
+            for (int b = b0; b < b1; ++b) {
+                REAL *g = L->da + (size_t)(t - t0) * BH + (size_t)b * H;
+                if (!lengths || t < lengths[b])
+                    memcpy(g, L->dy + ((size_t)t * s->B + b) * H, H * sizeof(REAL));
+                else
+                    memset(g, 0, H * sizeof(REAL));
+            }
+    if (L->dstate)
+        for (int b = b0; b < b1; ++b) {
+            const int len = lengths ? (int)lengths[b] : T;
+            const int t = len ? FN(step_of)(rev, len, T, 1) : -1;
+            if (t < t0 || t >= t1) continue;
+            const REAL *src = L->dstate + (size_t)b * H;
+            REAL *dst = L->da + (size_t)(t - t0) * BH + (size_t)b * H;
+            for (int j = 0; j < H; ++j) dst[j] += src[j];
+        }
+    if (L->hi < T) {
+        REAL *g = L->da + (size_t)(FN(step_t)(rev, T, L->hi - 1) - t0) * BH;
+        for (size_t i = off; i < off + n; ++i) g[i] += L->carry[i];
+    }
     for (int step = L->hi - 1; step >= L->lo; --step) {
         const int t = FN(step_t)(rev, T, step);
         REAL *g = L->da + (size_t)(t - L->t0) * BH;
@@ -586,8 +617,8 @@ typedef struct {
     const crnn_shape *s;
     gemm_ctx *gc;            /* the policy of the chunks' products */
     FN(loop) *L;             /* the time loop's */
-    REAL *dx, *dW_xh, *dW_hh, *db_h, *dW_hy, *db_y, *dz, *wt, *carry;
-    const REAL *dy, *dstate, *hs, *y, *x, *h0, *W_xh, *W_hy;
+    REAL *dx, *dW_xh, *dW_hh, *db_h, *dW_hy, *db_y, *dz, *wt;
+    const REAL *dy, *hs, *y, *x, *h0, *W_xh, *W_hy;
     const int64_t *tokens, *lengths;
 } FN(bwd);
 
@@ -605,20 +636,22 @@ typedef struct {
 #define VALID(t, b) (!lengths || (t) < lengths[b])
 #define DA(t) (c->da + (size_t)((t) - c->t0) * BH)
 
-/* A chunk's dL/dh_t from the outputs, dstate and the chunk after it, then
- * BPTT over it (backward_rows): its da then holds dL/da_t. */
+/* A chunk's dL/dh_t from the outputs when the layer has them (the rest
+ * comes in backward_rows), then BPTT over it (backward_rows): its da then
+ * holds dL/da_t. */
 static void FN(chunk_loop)(const FN(chunk) *c)
 {
     const FN(bwd) *k = c->k;
     const crnn_shape *s = k->s;
-    const int T = s->T, B = s->B, H = s->H, O = s->O, rev = s->reverse;
+    const int B = s->B, H = s->H, O = s->O;
     const int t0 = c->t0, n = c->n;
     const size_t BH = (size_t)B * H, rows = (size_t)n * B;
     const int64_t *lengths = k->lengths;
     const REAL *dy = k->dy, *y = k->y;
     REAL *da = c->da, *dz = k->dz;
 
-    /* da <- dL/dh_t from the outputs (0 at padded steps, where dy is not read) */
+    /* da <- dz W_hy, dz = dL/dz_t from dy (0 at padded steps, where dy is
+     * not read) */
     if (O > 0) {
         for (int t = t0; t < t0 + n; ++t)
             for (int b = 0; b < B; ++b) {
@@ -639,26 +672,6 @@ static void FN(chunk_loop)(const FN(chunk) *c)
             for (size_t r = 0; r < rows; ++r)
                 for (int j = 0; j < O; ++j) k->db_y[j] += dz[r * O + j];
         FN(rm_gemm)(k->gc, 0, 'N', 'N', (int)rows, H, O, 1, dz, O, k->W_hy, H, 0, da, H);
-    } else {
-        for (int t = t0; t < t0 + n; ++t)
-            for (int b = 0; b < B; ++b) {
-                size_t r = ((size_t)t * B + b) * H;
-                if (VALID(t, b)) memcpy(DA(t) + (size_t)b * H, dy + r, H * sizeof(REAL));
-                else memset(DA(t) + (size_t)b * H, 0, H * sizeof(REAL));
-            }
-    }
-    if (k->dstate)
-        for (int b = 0; b < B; ++b) {
-            int len = lengths ? (int)lengths[b] : T;
-            int t = len ? FN(step_of)(rev, len, T, 1) : -1;
-            if (t < t0 || t >= t0 + n) continue;
-            const REAL *src = k->dstate + (size_t)b * H;
-            REAL *dst = DA(t) + (size_t)b * H;
-            for (int j = 0; j < H; ++j) dst[j] += src[j];
-        }
-    if (c->hi < T) {  /* what the chunk after this one sent to its predecessor */
-        REAL *g = DA(FN(step_t)(rev, T, c->hi - 1));
-        for (size_t i = 0; i < BH; ++i) g[i] += k->carry[i];
     }
 
     FN(loop) *L = k->L;
@@ -868,7 +881,7 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
     REAL *carry = da + (size_t)C * BH;  /* dL/dh of the step before a chunk */
 
     /* dstate is dL/dh_last: it enters at each sequence's last processed step
-     * (chunk_loop, in that step's chunk), or goes straight to dh0 when the
+     * (backward_rows, in that step's chunk), or goes straight to dh0 when the
      * sequence is empty. */
     memset(dh0, 0, BH * sizeof(REAL));
     if (dstate && lengths)
@@ -879,7 +892,8 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
     /* each chunk's time loop (backward_rows), on one thread or on two
      * halves of the batch */
     FN(loop) L = {.s = s, .gc = &gc, .pg = FN(use_pgemm)(&gc, work, B, H), .W_hh = W_hh,
-                  .lengths = lengths, .hs_in = hs, .carry = carry, .dh0 = dh0};
+                  .lengths = lengths, .hs_in = hs, .dy = O > 0 ? NULL : dy, .dstate = dstate,
+                  .carry = carry, .dh0 = dh0};
     FN(step_pack)(&L, work, 0);
     REAL *wt = tokens ? FN(token_table)(work, B, D, H, T * B) : NULL;  /* dW_xh^T, summed first */
     if (wt) memset(wt, 0, (size_t)D * H * sizeof(REAL));
@@ -901,9 +915,8 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
     }
     const FN(bwd) k = {.s = s, .gc = pipe ? &half : &gc, .L = &L, .dx = dx, .dW_xh = dW_xh,
                        .dW_hh = dW_hh, .db_h = db_h, .dW_hy = dW_hy, .db_y = db_y, .dz = dz,
-                       .wt = wt, .carry = carry, .dy = dy, .dstate = dstate, .hs = hs, .y = y,
-                       .x = x, .h0 = h0, .W_xh = W_xh, .W_hy = W_hy, .tokens = tokens,
-                       .lengths = lengths};
+                       .wt = wt, .dy = dy, .hs = hs, .y = y, .x = x, .h0 = h0, .W_xh = W_xh,
+                       .W_hy = W_hy, .tokens = tokens, .lengths = lengths};
     FN(chunk) prev = {0};
     int i = 0;
     for (int hi = T; hi > 0; hi -= cs, ++i) {

@@ -642,21 +642,25 @@ def test_blas_thread_policy_does_not_change_results():
 @pytest.mark.parametrize("tokens,reverse", [(False, False), (False, True), (True, True)])
 @pytest.mark.parametrize("B", [13, 3, 1])
 @pytest.mark.parametrize("D", [7, 20])
-def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse, B, D):
+@pytest.mark.parametrize("O", [6, None])
+def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse, B, D, O):
     """At two threads crnn runs a call on two threads of its own
     (crnn.mt_flops par): with B >= 4 each time loop as two halves of the
     batch, each large product as two halves of its rows (or, with
     D = H/2, a chunk's dW_hh beside its dW_xh and dx); with B < 4 the
     backward computes each chunk's gradients beside the next chunk's time
     loop. Every sequence and every output element is then computed as on
-    one thread: the same bits."""
+    one thread: the same bits. With an output layer (O = 6) each chunk's
+    dL/dh_t comes from dz W_hy over the whole batch, without one (O = None)
+    each half of a split loop copies its rows of dy itself, and adds its
+    rows of dstate and of the carry from the chunk after it."""
     # B = 13: T*B >= 48 (2 * CRNN_SPLIT_ALIGN), the products over all rows
     # split; B < 4: the backward's chunk (crnn._core.chunk) is T, so two
     # pipelined halves. D = 20 > 7: OpenBLAS's sgemm sums K >= 8 in tiles
     # whose columns a cut at 64 rows did not respect (0.4.2 and before)
-    T, H, O = 30, 40, 6
-    layer = crnn.Layer(D, H, O, reverse=reverse, output_activation="softmax", dtype=dtype,
-                       seed=11)
+    T, H = 30, 40
+    layer = crnn.Layer(D, H, O, reverse=reverse,
+                       output_activation="softmax" if O else "identity", dtype=dtype, seed=11)
     x, lens, h0, dy, ds = _case(T, B, D, H, tokens=tokens, lengths="mixed", h0=True,
                                 dstate=True, O=O, seed=12)
     # par = 0 on one thread too: with B < 4 it makes the chunks pipelined ones
