@@ -24,7 +24,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SPIN_NS 50000  /* 50 us */
+/* 1 ms: a worker that has gone to sleep on the condition variable takes
+ * 0.1-0.4 ms to run again on this project's VMs (its vCPU halts), the caller
+ * waiting for it meanwhile; if the caller went to sleep too while waiting
+ * for the worker's half, the next job finds the worker asleep again, and
+ * every handoff of a call pays it. With 50 us (0.4.8) a third of S's
+ * float32 forward + backward calls at two threads, each after 0.3 s idle
+ * and a warm-up call, took 14-16 ms against 7-8 with 1 ms, 19-25 of their
+ * 28 handoffs through the condition variable against none (4 runs of 20 s
+ * alternating; measured with timers in par.c, 2026-11-27). OpenBLAS's idle
+ * threads spin for about 0.1 s. */
+#define SPIN_NS 1000000
 
 static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;  /* held by the one caller */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;    /* guards job, arg, state */
