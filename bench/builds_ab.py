@@ -13,6 +13,13 @@ round, so that a slow spell of the machine hits both alike. Prints, per
 config, thread count and dtype, the median and the fastest ms of each build
 over all its calls and their ratios B / A (below 1: B is faster); the
 fastest call is the one least disturbed by the machine's other load.
+
+With --pause S each child instead makes --turns turns per dtype, each a
+pause of S seconds, one untimed call and --calls timed calls: the way
+bench/'s interleaved groups take turns at two threads, where crnn's worker
+has gone to sleep before each turn (par.c: SPIN_NS).
+
+    python bench/builds_ab.py /tmp/before . S LAT --threads 2 --pause 0.3 --calls 7 --turns 8 --rounds 6
 """
 import argparse
 import json
@@ -35,26 +42,30 @@ from threadpoolctl import threadpool_limits
 from core_ab import CONFIGS, layer_case
 if not os.path.abspath(crnn.__file__).startswith(checkout + os.sep):
     sys.exit(f"imported {crnn.__file__}, not the build in {checkout}")
+pause, turns = float(sys.argv[6]), int(sys.argv[7])
 out = {}
 for dtype in (np.float32, np.float64):
     layer, x, dy = layer_case(CONFIGS[name][0], dtype)
     with threadpool_limits(int(threads)):
-        layer.forward(x)
-        layer.backward(dy)
         ms = []
-        for _ in range(int(calls)):
-            t = time.perf_counter()
+        for _ in range(turns):
+            time.sleep(pause)
             layer.forward(x)
             layer.backward(dy)
-            ms.append((time.perf_counter() - t) * 1e3)
+            for _ in range(int(calls)):
+                t = time.perf_counter()
+                layer.forward(x)
+                layer.backward(dy)
+                ms.append((time.perf_counter() - t) * 1e3)
     out[np.dtype(dtype).name] = ms
 print(json.dumps(out))
 """
 
 
-def run_child(checkout, name, threads, calls):
+def run_child(checkout, name, threads, calls, pause=0.0, turns=1):
     """{dtype name: [ms per forward + backward]} from one child process."""
-    args = [sys.executable, "-c", CHILD, checkout, HERE, name, str(threads), str(calls)]
+    args = [sys.executable, "-c", CHILD, checkout, HERE, name, str(threads), str(calls),
+            str(pause), str(turns)]
     done = subprocess.run(args, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"the child for {checkout} failed:\n{done.stderr}")
@@ -68,8 +79,14 @@ def main():
     ap.add_argument("configs", nargs="*", metavar="CONFIG", help=" ".join(CONFIGS))
     ap.add_argument("--threads", type=int, nargs="+", default=[1], choices=[1, 2])
     ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--calls", type=int, default=3, help="timed calls per child and dtype")
+    ap.add_argument("--calls", type=int, default=3, help="timed calls per child and dtype "
+                    "(with --pause: per turn)")
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="seconds idle before each turn of one untimed and --calls timed calls")
+    ap.add_argument("--turns", type=int, default=1, help="turns per child and dtype (with --pause)")
     args = ap.parse_args()
+    if args.pause == 0 and args.turns != 1:
+        ap.error("--turns needs --pause")
     configs = pick_configs(ap, args.configs, CONFIGS)
     builds = [os.path.abspath(p) for p in (args.a, args.b)]
     for path in builds:
@@ -83,7 +100,8 @@ def main():
             ms = ({}, {})
             for r in range(args.rounds):
                 for i in ((0, 1) if r % 2 == 0 else (1, 0)):
-                    for dt, v in run_child(builds[i], name, threads, args.calls).items():
+                    for dt, v in run_child(builds[i], name, threads, args.calls, args.pause,
+                                           args.turns).items():
                         ms[i].setdefault(dt, []).extend(v)
             for dt in ms[0]:
                 a, b = statistics.median(ms[0][dt]), statistics.median(ms[1][dt])

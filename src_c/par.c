@@ -32,8 +32,11 @@
  * float32 forward + backward calls at two threads, each after 0.3 s idle
  * and a warm-up call, took 14-16 ms against 7-8 with 1 ms, 19-25 of their
  * 28 handoffs through the condition variable against none (4 runs of 20 s
- * alternating; measured with timers in par.c, 2026-11-27). OpenBLAS's idle
- * threads spin for about 0.1 s. */
+ * alternating; measured with timers in par.c, 2026-11-27). Medians of whole
+ * calls, 50 us -> 1 ms: S 8.11 -> 6.62 ms (float32), 13.45 -> 12.87
+ * (float64); LAT 4.55 -> 3.33, 8.39 -> 6.36 (`python bench/builds_ab.py
+ * OLD . S LAT --threads 2 --pause 0.3 --calls 7 --turns 8 --rounds 6`).
+ * OpenBLAS's idle threads spin for about 0.1 s. */
 #define SPIN_NS 1000000
 
 static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;  /* held by the one caller */
