@@ -129,7 +129,7 @@ typedef struct {
 #define CRNN_SPLIT_ALIGN 24
 
 /* A crnn_par_fn: job(arg1) runs on a worker thread, started on first use,
- * that waits for the next job spinning for 50 us, then blocked; job(arg0)
+ * that waits for the next job spinning for 1 ms, then blocked; job(arg0)
  * on the calling thread. Where POSIX threads are missing, or the worker
  * cannot be started, or another thread's call is using it, both run on the
  * calling thread. */
