@@ -134,7 +134,7 @@ static void FN(gemm_fill)(gemm_ctx *gc, int in_loop, char ta, char tb, int M, in
         return;
     }
     if (fill)
-        for (int i = 0; i < M; ++i) memcpy(C + (size_t)i * ldc, fill, N * sizeof(REAL));
+        for (int i = 0; i < M; ++i) copy_row(C + (size_t)i * ldc, fill, N * sizeof(REAL));
     if (K == 0) {  /* BLAS would scale C by beta; keep that meaning (no split: no flops) */
         for (int i = 0; i < M; ++i)
             for (int j = 0; j < N; ++j)
@@ -410,7 +410,7 @@ static void FN(gather_rows)(void *arg)
 {
     const FN(gather) *g = arg;
     for (size_t r = g->r0; r < g->r1; ++r)
-        memcpy(g->hs + r * g->H, g->wt + (size_t)g->tokens[r] * g->H, g->H * sizeof(REAL));
+        copy_row(g->hs + r * g->H, g->wt + (size_t)g->tokens[r] * g->H, g->H * sizeof(REAL));
 }
 
 /* The forward's recurrence over rows b0 .. b1-1: a_t += h_prev W_hh^T (one
@@ -453,11 +453,11 @@ static void FN(forward_rows)(void *arg)
         const int len = L->lengths ? (int)L->lengths[b] : T;
         REAL *dst = L->h_last + (size_t)b * H;
         if (len == 0) {
-            if (L->h0) memcpy(dst, L->h0 + (size_t)b * H, H * sizeof(REAL));
+            if (L->h0) copy_row(dst, L->h0 + (size_t)b * H, H * sizeof(REAL));
             else memset(dst, 0, H * sizeof(REAL));
         } else {
             const int t = FN(step_of)(s->reverse, len, T, 1);
-            memcpy(dst, L->hs + (size_t)t * BH + (size_t)b * H, H * sizeof(REAL));
+            copy_row(dst, L->hs + (size_t)t * BH + (size_t)b * H, H * sizeof(REAL));
         }
     }
 }
@@ -482,7 +482,7 @@ static void FN(backward_rows)(void *arg)
             for (int b = b0; b < b1; ++b) {
                 REAL *g = L->da + (size_t)(t - t0) * BH + (size_t)b * H;
                 if (!lengths || t < lengths[b])
-                    memcpy(g, L->dy + ((size_t)t * s->B + b) * H, H * sizeof(REAL));
+                    copy_row(g, L->dy + ((size_t)t * s->B + b) * H, H * sizeof(REAL));
                 else
                     memset(g, 0, H * sizeof(REAL));
             }
@@ -661,7 +661,7 @@ static void FN(chunk_loop)(const FN(chunk) *c)
                 } else if (s->output_activation == CRNN_SOFTMAX) {
                     FN(softmax_backward_row)(dz + rc_, y + r, dy + r, O);
                 } else {
-                    memcpy(dz + rc_, dy + r, O * sizeof(REAL));
+                    copy_row(dz + rc_, dy + r, O * sizeof(REAL));
                     FN(act_backward)(dz + rc_, y + r, (size_t)O, s->output_activation);
                 }
             }

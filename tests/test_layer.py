@@ -261,6 +261,48 @@ def _run(layer, x, h0, lens, dy, ds):
     return [np.array(a) for a in (y, h, dx, dh0, *layer.grads.values())]
 
 
+def _placed(a, addr_mod):
+    """A C-contiguous copy of a whose data lies at addr_mod modulo 4096."""
+    buf = np.empty(a.size + 8192 // a.itemsize, a.dtype)
+    k = ((addr_mod - buf.ctypes.data) % 4096) // a.itemsize
+    out = buf[k:k + a.size].reshape(a.shape)
+    out[...] = a
+    assert out.ctypes.data % 4096 == addr_mod % 4096
+    return out
+
+
+@pytest.mark.parametrize("dtype,H", [(np.float64, 300), (np.float32, 520)])
+@pytest.mark.parametrize("out", [False, True])
+def test_row_copies_at_a_short_distance_give_the_same_bits(dtype, H, out):
+    """The core copies each valid row of dy into its workspace (da without
+    an output layer, dz with one). Rows of 2048 bytes or more that land 1
+    to 63 bytes past their source modulo 4 KiB are copied in pieces
+    (copy_row in elman.c: glibc's rep movsb is slow there); here rows of
+    2400 and 2560 bytes (float64, H = 300, O = 320) and 2080 and 2160
+    (float32, H = 520, O = 540), so pieces that end short of 1 KiB, at
+    distances on both sides of that rule."""
+    O = H + 20 if out else None
+    T, B, D = 4, 3, 5
+    layer = crnn.Layer(D, H, O, dtype=dtype, seed=3)
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths="mixed", h0=True,
+                                dstate=True, O=O, seed=4)
+    dy = dy.astype(dtype)
+    _run(layer, x, h0, lens, dy, ds)  # makes the workspaces
+    ws = layer._work["dz" if O else "da"]
+    got = {}
+    for d in (0, 8, 16, 48, 64, 256):
+        placed = _placed(dy, ws.ctypes.data - d)
+        ws[...] = np.nan  # nothing left over from the run before
+        got[d] = _run(layer, x, h0, lens, placed, ds)
+        assert layer._work["dz" if O else "da"] is ws  # the same workspace each time
+    for d in got:
+        for a, b in zip(got[d], got[256]):
+            np.testing.assert_array_equal(a, b)
+    # and the right values, from the literal equations
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    _compare_with_reference(layer, x, lens, h0, _placed(dy, ws.ctypes.data - 16), ds, tol)
+
+
 @pytest.mark.parametrize("layout", ["fortran", "strided", "readonly", "int", "float32_input"])
 def test_input_layouts_give_the_same_results(layout):
     T, B, D, H = 5, 3, 4, 6
