@@ -1,8 +1,8 @@
-"""glibc's memcpy against a distance of 16 bytes, and crnn's backward with it.
+"""glibc's memcpy at short distances, and crnn's backward at one of them.
 
 glibc (2.36, x86-64) copies 2112 bytes or more with `rep movsb` on CPUs with
 FSRM; on this project's AMD EPYC (Zen 3) that runs many times slower when
-the destination lies 1 to 31 bytes past the source modulo 4 KiB. crnn copies
+the destination lies a few bytes past the source modulo 4 KiB. crnn copies
 rows of H values in its kernels (dy into the backward's da when a layer has
 no output, the bias into each row of the input projection, h_last from hs,
 token rows from their table): rows of 4 KiB and more at H = 512 in float64

@@ -21,15 +21,16 @@
 
 /* memcpy for the kernels' row copies. glibc's memcpy (2.36, x86-64) copies
  * 2112 bytes or more with rep movsb on CPUs with FSRM, and on this
- * project's AMD EPYC (Zen 3) that runs many times slower when dst lies 1 to
- * 31 bytes past src modulo 4 KiB (bench/row_copy.py: NumPy copying 64 KiB
- * in L2 at 1.5-2.7 GB/s there against 18-22 at distances 0 and 256; crnn's
- * backward of M float64 and L float32, which copies dy into da row by row,
- * 2-15 % slower with dy 16 bytes before da). NumPy's large arrays start at
- * page offsets a few hundred bytes apart in steps of 16, so a distance of
- * 16 is not rare. Such a copy (at distances 1 to 63, a margin over the 4
- * to 28 that row_copy.py finds slow) goes in pieces of 1 KiB, below glibc's
- * threshold for rep movsb, which it copies with vector loads and stores. */
+ * project's AMD EPYC (Zen 3) that runs many times slower when dst lies a
+ * few bytes past src modulo 4 KiB (bench/row_copy.py: NumPy copying 64 KiB
+ * in L2 at 1.5-2.7 GB/s at distances 4 to 28 against 12-22 at 0, 32 to 64
+ * and 256; crnn's backward of M float64 and L float32, which copies dy
+ * into da row by row, up to 15 % slower with dy 16 bytes before da).
+ * NumPy's large arrays start at page offsets a few hundred bytes apart in
+ * steps of 16, so a distance of 16 is not rare. Such a copy (at distances
+ * 1 to 63, a margin over the 4 to 28 found slow) goes in pieces of 1 KiB,
+ * below glibc's threshold for rep movsb, which it copies with vector loads
+ * and stores. */
 static void copy_row(void *dst, const void *src, size_t bytes)
 {
     const size_t ahead = ((uintptr_t)dst - (uintptr_t)src) & 4095;
