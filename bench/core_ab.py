@@ -40,6 +40,12 @@ WHAT = {
 }
 
 
+def which():
+    """Which crnn this process imported, for the first line of a script's
+    output: an installed crnn wins over the checkout (sys.path above)."""
+    return f"crnn {crnn.__version__} from {os.path.dirname(crnn.__file__)}"
+
+
 def layer_case(shape, dtype):
     """A Layer of shape (T, B, D, H) and its x, dy: seed 0, standard normal."""
     T, B, D, H = shape
@@ -76,6 +82,7 @@ def main():
     args = ap.parse_args()
     args.configs = pick_configs(ap, args.configs, CONFIGS)
     a_name, b_name, a_opts, b_opts = WHAT[args.what]
+    print(which())
     print(f"| config | dtype | {a_name} min | {a_name} median | {b_name} min | {b_name} median "
           f"| {b_name} / {a_name} |")
     print("|---|---|---|---|---|---|---|")

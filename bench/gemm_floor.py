@@ -31,7 +31,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from core_ab import CONFIGS, layer_case, pick_configs  # bench/, beside this file
+from core_ab import CONFIGS, layer_case, pick_configs, which  # bench/, beside this file
 from tokproj_floor import median_ms  # one untimed call, then the median of `calls`
 
 GEMM_N = 2048
@@ -107,6 +107,7 @@ def main():
     ap.add_argument("--calls", type=int, default=3, help="timed calls per block")
     args = ap.parse_args()
     names = pick_configs(ap, args.configs, ["M", "L"])
+    print(which())
     print("| config | dtype | thr | rounds | ceiling GF/s | products % | whole % | crnn % |")
     print("|---|---|---|---|---|---|---|---|")
     for name in names:

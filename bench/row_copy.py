@@ -27,8 +27,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from core_ab import CONFIGS, layer_case, pick_configs  # bench/, beside this file
-import crnn
+from core_ab import CONFIGS, layer_case, pick_configs, which  # bench/, beside this file
 from crnn import _core
 
 SCAN = (0, 4, 8, 16, 24, 28, 32, 36, 48, 60, 64, 256)  # NumPy's copies
@@ -94,7 +93,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=9)
     args = ap.parse_args()
     names = pick_configs(ap, args.configs, CONFIGS) if args.configs else ["M", "L"]
-    print(f"crnn {crnn.__version__}; one thread")
+    print(f"{which()}; one thread")
     with threadpool_limits(1):
         numpy_copies(args.rounds)
         print("| config | dtype | row bytes | backward ms, distance 16 | distance 256 | 16 / 256 |")

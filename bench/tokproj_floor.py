@@ -29,6 +29,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from core_ab import which  # bench/, beside this file; puts the checkout on sys.path
 import crnn
 
 T, B, D, H = 1, 3200, 100, 128
@@ -71,7 +72,7 @@ def main():
     ap.add_argument("--threads", type=int, choices=(1, 2), default=1)
     args = ap.parse_args()
     n = args.threads
-    print(f"crnn {crnn.__version__}; {n} thread{'s' if n > 1 else ''}; ms (share of the one-hot forward)")
+    print(f"{which()}; {n} thread{'s' if n > 1 else ''}; ms (share of the one-hot forward)")
     with threadpool_limits(n):
         for dtype in (np.float32, np.float64):
             layer = crnn.Layer(D, H, activation="identity", dtype=dtype, seed=0)
