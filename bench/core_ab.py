@@ -1,5 +1,6 @@
 """A/B of the core's two ways of doing one thing, same process, same inputs,
-rounds interleaved so that machine load hits both alike. One BLAS thread.
+rounds interleaved (each way first in every other round) so that machine
+load hits both alike. One thread unless --threads 2 (crnn's own two).
 
     --what packed  (default) the time loop's products on W_hh packed once per
                    call (crnn.h, the default where the CPU has AVX2+FMA)
@@ -10,6 +11,7 @@ rounds interleaved so that machine load hits both alike. One BLAS thread.
 
     python bench/core_ab.py                      # LAT, S, M, L; float32 and float64
     python bench/core_ab.py S M --rounds 12 --what chunk
+    python bench/core_ab.py L M --what chunk --threads 2 --rounds 12
 
 Prints, per config and dtype, forward+backward ms (min and median over the
 rounds) for each way and the ratio of the medians (B / A).
@@ -79,10 +81,11 @@ def main():
     ap.add_argument("configs", nargs="*", metavar="CONFIG", help=" ".join(CONFIGS))
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--what", choices=sorted(WHAT), default="packed")
+    ap.add_argument("--threads", type=int, choices=(1, 2), default=1)
     args = ap.parse_args()
     args.configs = pick_configs(ap, args.configs, CONFIGS)
     a_name, b_name, a_opts, b_opts = WHAT[args.what]
-    print(which())
+    print(which(), f"| {args.threads} thread(s)")
     print(f"| config | dtype | {a_name} min | {a_name} median | {b_name} min | {b_name} median "
           f"| {b_name} / {a_name} |")
     print("|---|---|---|---|---|---|---|")
@@ -91,9 +94,10 @@ def main():
         for dtype in (np.float32, np.float64):
             layer, x, dy = layer_case(shape, dtype)
             ms = ([], [])
-            with threadpool_limits(1):
-                for _ in range(args.rounds):
-                    for i, opts in enumerate((a_opts, b_opts)):
+            with threadpool_limits(args.threads):
+                for r in range(args.rounds):
+                    for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                        opts = (a_opts, b_opts)[i]
                         fwd_bwd(layer, x, dy, opts)          # warm
                         t0 = time.perf_counter()
                         for _ in range(calls):
