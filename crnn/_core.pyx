@@ -58,6 +58,7 @@ _blas.mt_flops = CRNN_MT_FLOPS
 _blas.mt_flops_step = CRNN_MT_FLOPS_STEP
 _blas.par = crnn_par_run2
 _blas.par_flops = CRNN_PAR_FLOPS
+_blas.dx_chunk_bytes = CRNN_DX_CHUNK_BYTES
 _set_addr, _get_addr = _locate_thread_control()
 if _set_addr and _get_addr:
     _blas.set_threads = <_set_threads_fn><size_t>_set_addr
@@ -102,6 +103,19 @@ def mt_flops(whole=None, step=None, par=None):
         _blas.mt_flops_step = step
     if par is not None:
         _blas.par_flops = par
+    return old
+
+
+def dx_chunk_bytes(value=None):
+    """From how many bytes of a chunk's da the backward (with dx, without an
+    output projection) runs longer chunks held in dx's rows not written yet
+    (crnn_elman_backward in crnn.h); 0 turns this off. Sets it when given;
+    returns the previous value."""
+    old = _blas.dx_chunk_bytes
+    if value is not None:
+        if not value >= 0:
+            raise ValueError(f"dx_chunk_bytes must be >= 0, got {value!r}")
+        _blas.dx_chunk_bytes = value
     return old
 
 

@@ -38,10 +38,12 @@ cdef extern from "crnn.h" nogil:
         double mt_flops_step
         crnn_par_fn par
         double par_flops
+        double dx_chunk_bytes
 
     double CRNN_MT_FLOPS
     double CRNN_MT_FLOPS_STEP
     double CRNN_PAR_FLOPS
+    double CRNN_DX_CHUNK_BYTES
 
     void crnn_par_run2(crnn_job_fn job, void *arg0, void *arg1)
 

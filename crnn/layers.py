@@ -235,7 +235,10 @@ class Layer(Module):
         dy: dL/dy, shape (T, B, out_features), read at valid steps only;
         dstate: dL/dh_last (B, H) or None. Accumulates (+=) into `grads` and
         returns (dx, dh0): dx (T, B, D), None for token input (or when
-        need_dx=False); dh0 (B, H), also when h0 was None. Checks every
+        need_dx=False); dh0 (B, H), also when h0 was None. need_dx=False
+        can change the parameter gradients' last bits: without an output
+        layer, from 1 MiB of dL/da per chunk of the backward on, longer
+        chunks are held in dx (crnn.h). Checks every
         argument before it accumulates anything. Reads the forward's x, h0
         and lengths, which it keeps without copying them when they were
         already of the layer's dtype and C-contiguous: change them in place

@@ -103,8 +103,11 @@ typedef void (*crnn_par_fn)(crnn_job_fn job, void *arg0, void *arg1);
  * chunk's products have at least par_flops flops (those products are then not
  * split); same bits as on one thread.
  * Otherwise -- other thread counts, no work, par_flops = infinity -- par is
- * not used. CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP and CRNN_PAR_FLOPS are the
- * suggested values. */
+ * not used. dx_chunk_bytes is not about threads: from that many bytes of a
+ * chunk's da, a backward with dx and no output projection runs longer
+ * chunks, their da in dx's rows not written yet (crnn_elman_backward); 0
+ * turns this off. CRNN_MT_FLOPS, CRNN_MT_FLOPS_STEP, CRNN_PAR_FLOPS and
+ * CRNN_DX_CHUNK_BYTES are the suggested values. */
 typedef struct {
     crnn_sgemm_fn sgemm;
     crnn_dgemm_fn dgemm;
@@ -116,11 +119,13 @@ typedef struct {
     double mt_flops_step;
     crnn_par_fn par;
     double par_flops;
+    double dx_chunk_bytes;
 } crnn_blas;
 
 #define CRNN_MT_FLOPS 4194304.0         /* 2^22 flops, about 0.1 ms on one core */
 #define CRNN_MT_FLOPS_STEP 33554432.0   /* 2^25 flops, about 0.5 ms on one core */
 #define CRNN_PAR_FLOPS 4194304.0        /* 2^22 flops */
+#define CRNN_DX_CHUNK_BYTES 1048576.0   /* 2^20 bytes, twice a Zen 3 core's L2 */
 /* A multiple of the widths OpenBLAS's kernels walk C's columns in (12 in
  * its Haswell sgemm, measured: a cut at 64 changed bits of a (40, 156)
  * sgemm with K >= 8, a cut at any multiple of 12 did not; see
@@ -218,7 +223,14 @@ int crnn_elman_chunk(int T, int B);
  *   chunk   steps per chunk, >= 1 (crnn_elman_chunk(T, B) suggests one).
  *           The result does not depend on it but for rounding: the chunks'
  *           contributions to the parameter gradients are summed in turn
- *           (the same chunks on any thread count).
+ *           (the same chunks on any thread count). With dx, O = 0, chunks
+ *           not pipelined and C*B*H values of da of at least
+ *           blas->dx_chunk_bytes bytes, a chunk that ends at step hi (in the
+ *           order processed: steps hi-1 down to 0 remain) is instead
+ *           floor(hi*D / (D+H)) steps long when that is more than C, with
+ *           its da in dx's rows of the steps before it, which are written
+ *           last; so whether dx is wanted can change the last bits of the
+ *           parameter gradients.
  */
 int crnn_elman_backward_f32(float *dx, float *dh0,
                             float *dW_xh, float *dW_hh, float *db_h,

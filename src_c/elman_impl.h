@@ -917,12 +917,24 @@ int FN(crnn_elman_backward)(REAL *dx, REAL *dh0,
                        .dW_hh = dW_hh, .db_h = db_h, .dW_hy = dW_hy, .db_y = db_y, .dz = dz,
                        .wt = wt, .dy = dy, .hs = hs, .y = y, .x = x, .h0 = h0, .W_xh = W_xh,
                        .W_hy = W_hy, .tokens = tokens, .lengths = lengths};
+    /* Longer chunks in dx's rows not written yet (those of the steps the
+     * chunks still to come hold): a chunk ending at step hi can be n steps,
+     * n H <= (hi - n) D, with its da in those rows; fewer, longer chunks
+     * repack W_xh for dx and hand work to the threads fewer times. Only
+     * where cs steps' da reach dx_chunk_bytes (below that, a chunk's da
+     * stays in cache from the loop to the products) and dz needs no more
+     * than cs steps (O = 0). */
+    const int in_dx = dx && O == 0 && nbuf == 1 && blas->dx_chunk_bytes > 0 &&
+                      (double)cs * BH * sizeof(REAL) >= blas->dx_chunk_bytes;
     FN(chunk) prev = {0};
     int i = 0;
-    for (int hi = T; hi > 0; hi -= cs, ++i) {
-        const int lo = hi > cs ? hi - cs : 0;
-        FN(chunk) cur = {.k = &k, .lo = lo, .hi = hi, .n = hi - lo, .t0 = rev ? T - hi : lo,
-                         .da = da + (size_t)(i % nbuf) * cs * BH};
+    for (int hi = T, lo; hi > 0; hi = lo, ++i) {
+        const int nd = in_dx ? (int)((int64_t)hi * D / (D + H)) : 0;
+        const int n = nd > cs ? nd : hi < cs ? hi : cs;
+        lo = hi - n;
+        FN(chunk) cur = {.k = &k, .lo = lo, .hi = hi, .n = n, .t0 = rev ? T - hi : lo,
+                         .da = nd > cs ? dx + (size_t)(rev ? T - lo : 0) * B * D
+                                       : da + (size_t)(i % nbuf) * cs * BH};
         if (pipe && i > 0) {
             prev.grads = 1;  /* on the worker, beside cur's loop here */
             blas->par(FN(chunk_job), &cur, &prev);

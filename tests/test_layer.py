@@ -1048,6 +1048,85 @@ def test_backward_in_chunks_matches_reference(monkeypatch, chunk, reverse, token
     assert layer._work["da"].shape == (min(chunk, T) + 1, B, H)
 
 
+@pytest.fixture
+def dx_chunks():
+    """crnn._core.dx_chunk_bytes, set by the test, restored after it."""
+    from crnn import _core
+
+    old = _core.dx_chunk_bytes()
+    yield _core.dx_chunk_bytes
+    _core.dx_chunk_bytes(old)
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_backward_in_chunks_held_in_dx_matches_reference(monkeypatch, dx_chunks, chunk, reverse):
+    """With dx wanted and no output layer, from dx_chunk_bytes of a chunk's
+    da on (1 here: every chunk), the backward's chunks are as long as dx's
+    rows not written yet can hold (crnn.h): with T = 11, D = 8, H = 4, the
+    chunk ending at step hi has floor(2 hi / 3) steps while that is more
+    than `chunk` (chunks of 7, 2, 1, 1 steps for chunk 1; 7, 2, 2 for chunk
+    2), its da in the rows of the steps processed after it. The carry, dstate,
+    h0 and lengths across such chunks, and dx's rows at padded steps 0."""
+    from crnn import layers
+
+    monkeypatch.setattr(layers._core, "chunk", lambda T, B: chunk)
+    dx_chunks(1)
+    T, B, D, H = 11, 3, 8, 4
+    layer = crnn.Layer(D, H, reverse=reverse, seed=chunk)
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths="mixed", h0=True,
+                                dstate=True, O=None, seed=30 + 10 * chunk + reverse)
+    _compare_with_reference(layer, x, lens, h0, dy, ds, 1e-12)
+    layer.zero_grad()
+    dx, dh0 = layer.backward(dy, ds)
+    for b in range(B):
+        assert not dx[lens[b]:, b].any()
+    # without dx the chunks are `chunk` steps: the same gradients but for rounding
+    with_dx = {k: v.copy() for k, v in layer.grads.items()}
+    layer.zero_grad()
+    assert layer.backward(dy, ds, need_dx=False)[0] is None
+    for k in with_dx:
+        _close(layer.grads[k], with_dx[k], 1e-12)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-4)])
+def test_backward_chunks_in_dx_at_the_default_size(dx_chunks, dtype, tol):
+    """At the default dx_chunk_bytes (2^20: T = 20, B = 32 and D = H = 512
+    in float64, 1024 in float32, give chunks of 8 steps, 1 MiB of da, and a
+    first chunk of 10 steps in dx), on the thread count in force: the same
+    results as with chunks in the workspace only, and as with all T steps
+    in one chunk."""
+    from crnn import _core
+
+    T, B = 20, 32
+    D = H = 512 if dtype == np.float64 else 1024
+    assert _core.chunk(T, B) * B * H * np.dtype(dtype).itemsize == dx_chunks() == 2 ** 20
+    layer = crnn.Layer(D, H, dtype=dtype, seed=5)
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths="mixed", h0=True,
+                                dstate=True, O=None, seed=6)
+    got = _run(layer, x, h0, lens, dy, ds)
+    dx_chunks(0)
+    plain = _run(layer, x, h0, lens, dy, ds)
+    x, _, h0, lens, hs, _ = layer._ctx  # as the core got them (padding zeroed, dtype)
+    grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
+    dx, dh0 = _core.elman_backward(dy.astype(dtype), ds.astype(dtype), hs, None, x, None, h0,
+                                   lens, layer.params, grads, True, chunk=T,
+                                   **layer._sizes(T, B))
+    for a, b in zip(got, plain):
+        _close(a, b, tol)
+    for a, b in zip(got[2:], [dx, dh0, *grads.values()]):
+        _close(a, b, tol)
+
+
+def test_bad_dx_chunk_bytes_is_refused(dx_chunks):
+    old = dx_chunks()
+    for bad in (-1, float("nan")):
+        with pytest.raises(ValueError, match="dx_chunk_bytes must be >= 0"):
+            dx_chunks(bad)
+    assert dx_chunks() == old
+    assert dx_chunks(0) == old and dx_chunks() == 0
+
+
 def test_bad_chunk_is_refused():
     from crnn import _core
 
