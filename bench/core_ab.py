@@ -8,10 +8,16 @@ load hits both alike. One thread unless --threads 2 (crnn's own two).
     --what chunk   the backward in chunks of crnn_elman_chunk(T, B) steps (the
                    default) against all T steps in one chunk (the da
                    workspace then holds T*B*H values)
+    --what dxchunk longer backward chunks held in dx's rows not written yet,
+                   from dx_chunk_bytes of a chunk's da on (the default: L,
+                   M float64) against every chunk in the da workspace
+                   (crnn._core.dx_chunk_bytes(0))
+    --null         A against A: how far the noise alone moves the ratio
 
     python bench/core_ab.py                      # LAT, S, M, L; float32 and float64
     python bench/core_ab.py S M --rounds 12 --what chunk
     python bench/core_ab.py L M --what chunk --threads 2 --rounds 12
+    python bench/core_ab.py L --what dxchunk --threads 2 --rounds 16 [--null]
 
 Prints, per config and dtype, forward+backward ms (min and median over the
 rounds) for each way and the ratio of the medians (B / A).
@@ -35,11 +41,13 @@ CONFIGS = {  # (T, B, D, H), calls per round
     "L": ((50, 128, 1024, 1024), 1),
 }
 # --what: (name of A, name of B, options of A, options of B); forward options
-# are the keys the forward takes too
+# are the keys the forward takes too; dx_chunk_bytes is set for the call
 WHAT = {
     "packed": ("packed", "BLAS", dict(packed=True), dict(packed=False)),
     "chunk": ("chunked", "whole", dict(), dict(chunk=2 ** 30)),
+    "dxchunk": ("in dx", "workspace", dict(), dict(dx_chunk_bytes=0)),
 }
+DX_CHUNK_BYTES = _core.dx_chunk_bytes()  # the default
 
 
 def which():
@@ -70,6 +78,8 @@ def pick_configs(ap, names, known):
 def fwd_bwd(layer, x, dy, opts):
     T, B = x.shape[:2]
     sizes = layer._sizes(T, B)
+    opts = dict(opts)
+    _core.dx_chunk_bytes(opts.pop("dx_chunk_bytes", DX_CHUNK_BYTES))
     fwd_opts = {k: v for k, v in opts.items() if k == "packed"}
     hs, _, _ = _core.elman_forward(x, None, None, None, layer.params, **fwd_opts, **sizes)
     _core.elman_backward(dy, None, hs, None, x, None, None, None, layer.params, layer.grads,
@@ -82,9 +92,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--what", choices=sorted(WHAT), default="packed")
     ap.add_argument("--threads", type=int, choices=(1, 2), default=1)
+    ap.add_argument("--null", action="store_true", help="A against A")
     args = ap.parse_args()
     args.configs = pick_configs(ap, args.configs, CONFIGS)
     a_name, b_name, a_opts, b_opts = WHAT[args.what]
+    if args.null:
+        b_name, b_opts = a_name + " again", a_opts
     print(which(), f"| {args.threads} thread(s)")
     print(f"| config | dtype | {a_name} min | {a_name} median | {b_name} min | {b_name} median "
           f"| {b_name} / {a_name} |")
