@@ -15,6 +15,14 @@ order rotating from round to round:
     whole     the four whole-sequence products alone (their FLOPs)
     crnn      crnn.Layer forward + backward
 
+With --parts, also the forward's and the backward's halves of each, to
+tell which half crnn loses in:
+
+    fwd products   the input projection and the T forward step products
+    bwd products   the T backward step products, dW_hh, dW_xh and dx
+    crnn fwd       crnn.Layer forward
+    crnn bwd       crnn.Layer backward alone, from the latest forward
+
 Each round's GF/s of a way is divided by the same round's ceiling; the
 table gives the median of those percentages over the rounds. A "products"
 or "whole" below 90 % means that this machine's BLAS, doing only the
@@ -23,6 +31,7 @@ target by itself.
 
     python bench/gemm_floor.py                       # M and L, float32 and float64, 1 and 2 threads
     python bench/gemm_floor.py M --threads 2 --rounds 8
+    python bench/gemm_floor.py L --threads 2 --rounds 12 --parts
 """
 import argparse
 import statistics
@@ -37,8 +46,9 @@ from tokproj_floor import median_ms  # one untimed call, then the median of `cal
 GEMM_N = 2048
 
 
-def ways(name, dt):
-    """{way: (fn, flops)} for config `name` in dtype dt."""
+def ways(name, dt, parts=False):
+    """{way: (fn, flops)} for config `name` in dtype dt; with parts, the
+    forward's and backward's halves too."""
     T, B, D, H = CONFIGS[name][0]
     rng = np.random.default_rng(0)
 
@@ -49,18 +59,31 @@ def ways(name, dt):
     a, dW_hh, dW_xh, dx = (np.empty(s, dt) for s in ((T * B, H), (H, H), (H, D), (T * B, D)))
     step = np.empty((B, H), dt)
 
-    def whole():
-        np.matmul(X, W_xh.T, out=a)          # input projection
+    def projection():
+        np.matmul(X, W_xh.T, out=a)
+
+    def grads():
         np.matmul(da.T, hs, out=dW_hh)       # sum_t da_t^T h_prev
         np.matmul(da.T, X, out=dW_xh)
         np.matmul(da, W_xh, out=dx)
 
-    def products():
-        whole()
+    def whole():
+        projection()
+        grads()
+
+    def fwd_products():
+        projection()
         for t in range(T):                   # forward steps: h_prev W_hh^T
             np.matmul(hs[t * B:(t + 1) * B], W_hh.T, out=step)
+
+    def bwd_products():
         for t in range(T):                   # backward steps: da_t W_hh
             np.matmul(da[t * B:(t + 1) * B], W_hh, out=step)
+        grads()
+
+    def products():
+        fwd_products()
+        bwd_products()
 
     ga, gb = r(GEMM_N, GEMM_N), r(GEMM_N, GEMM_N)
     gc = np.empty((GEMM_N, GEMM_N), dt)
@@ -71,15 +94,23 @@ def ways(name, dt):
         layer.backward(dy)
 
     flops = 6.0 * T * B * (D * H + H * H)
-    return {"gemm": (lambda: np.matmul(ga, gb, out=gc), 2.0 * GEMM_N ** 3),
-            "products": (products, flops),
-            "whole": (whole, 6.0 * T * B * D * H + 2.0 * T * B * H * H),
-            "crnn": (crnn_fb, flops)}
+    table = {"gemm": (lambda: np.matmul(ga, gb, out=gc), 2.0 * GEMM_N ** 3),
+             "products": (products, flops),
+             "whole": (whole, 6.0 * T * B * D * H + 2.0 * T * B * H * H),
+             "crnn": (crnn_fb, flops)}
+    if parts:
+        # backward again and again from the latest forward (every way's x is
+        # the same), accumulating into the same grads
+        table.update({"fwd products": (fwd_products, flops / 3),
+                      "bwd products": (bwd_products, flops * 2 / 3),
+                      "crnn fwd": (lambda: layer.forward(x), flops / 3),
+                      "crnn bwd": (lambda: layer.backward(dy), flops * 2 / 3)})
+    return table
 
 
-def run(name, dt, threads, rounds, calls):
+def run(name, dt, threads, rounds, calls, parts=False):
     """{way: [% of the round's ceiling]}, and the ceiling's GF/s per round."""
-    table = ways(name, dt)
+    table = ways(name, dt, parts)
     pct = {w: [] for w in table if w != "gemm"}
     ceiling = []
     with threadpool_limits(threads):
@@ -105,18 +136,23 @@ def main():
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=3, help="timed calls per block")
+    ap.add_argument("--parts", action="store_true",
+                    help="also the forward's and the backward's halves, products and crnn")
     args = ap.parse_args()
     names = pick_configs(ap, args.configs, ["M", "L"])
     print(which())
-    print("| config | dtype | thr | rounds | ceiling GF/s | products % | whole % | crnn % |")
-    print("|---|---|---|---|---|---|---|---|")
+    cols = ["products", "whole", "crnn"]
+    if args.parts:
+        cols += ["fwd products", "crnn fwd", "bwd products", "crnn bwd"]
+    print("| config | dtype | thr | rounds | ceiling GF/s | " + " | ".join(c + " %" for c in cols) + " |")
+    print("|---" * (5 + len(cols)) + "|")
     for name in names:
         for dtn in args.dtypes:
             for thr in args.threads:
-                pct, ceiling = run(name, np.dtype(dtn), thr, args.rounds, args.calls)
-                med = {w: statistics.median(v) for w, v in pct.items()}
+                pct, ceiling = run(name, np.dtype(dtn), thr, args.rounds, args.calls, args.parts)
+                med = " | ".join(f"{statistics.median(pct[c]):.1f}" for c in cols)
                 print(f"| {name} | {dtn} | {thr} | {args.rounds} | {statistics.median(ceiling):.1f} | "
-                      f"{med['products']:.1f} | {med['whole']:.1f} | {med['crnn']:.1f} |", flush=True)
+                      f"{med} |", flush=True)
 
 
 if __name__ == "__main__":
