@@ -14,7 +14,7 @@ load hits both alike. One thread unless --threads 2 (crnn's own two).
                    (crnn._core.dx_chunk_bytes(0))
     --null         A against A: how far the noise alone moves the ratio
 
-    python bench/core_ab.py                      # LAT, S, M, L; float32 and float64
+    python bench/core_ab.py                      # LAT, S, M, L (LTAIL only when named)
     python bench/core_ab.py S M --rounds 12 --what chunk
     python bench/core_ab.py L M --what chunk --threads 2 --rounds 12
     python bench/core_ab.py L --what dxchunk --threads 2 --rounds 16 [--null]
@@ -39,7 +39,11 @@ CONFIGS = {  # (T, B, D, H), calls per round
     "S": ((100, 32, 64, 128), 20),
     "M": ((100, 64, 256, 512), 2),
     "L": ((50, 128, 1024, 1024), 1),
+    # only when named: L's last two steps, its backward's last chunk alone
+    # (the one chunk whose dW_hh, from h0 = None, sums over one step less)
+    "LTAIL": ((2, 128, 1024, 1024), 20),
 }
+NAMED_ONLY = {"LTAIL"}
 # --what: (name of A, name of B, options of A, options of B); forward options
 # are the keys the forward takes too; dx_chunk_bytes is set for the call
 WHAT = {
@@ -67,12 +71,12 @@ def layer_case(shape, dtype):
 
 
 def pick_configs(ap, names, known):
-    """The configs named on the command line (all of `known` if none), or an
-    argparse error naming the unknown one."""
+    """The configs named on the command line (all of `known` but NAMED_ONLY
+    if none), or an argparse error naming the unknown one."""
     for name in names:
         if name not in known:
             ap.error(f"unknown config {name!r}: choose from {' '.join(known)}")
-    return names or list(known)
+    return names or [n for n in known if n not in NAMED_ONLY]
 
 
 def fwd_bwd(layer, x, dy, opts):
