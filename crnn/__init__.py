@@ -5,7 +5,7 @@ backpropagation through time; this package wraps it into Layer, BiLayer and
 Stack modules, with losses, optimizers, a training loop, save/load, a
 literal NumPy oracle (crnn.reference) and finite-difference checks.
 """
-__version__ = "0.4.11"
+__version__ = "0.4.12"
 
 from crnn import losses, optim, reference  # noqa: E402
 from crnn._core import blas_threads, mt_flops, release_memory, thread_control  # noqa: E402

@@ -16,7 +16,7 @@ One uncompressed .npz archive (``np.savez``) holding
   dtype (float32 or float64), C order, native little-endian;
 - ``__crnn__.json``: a uint8 array holding a UTF-8 JSON document::
 
-      {"format": "crnn-npz", "format_version": 1, "crnn_version": "0.4.11",
+      {"format": "crnn-npz", "format_version": 1, "crnn_version": "0.4.12",
        "kind": "module" | "optimizer" | "checkpoint",
        "model": <module.config()>,                           (module, checkpoint)
        "optimizer": {"config": <state_dict()["config"]>,     (optimizer, checkpoint)

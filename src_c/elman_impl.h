@@ -806,7 +806,9 @@ static void FN(chunk_grads)(const FN(chunk) *c)
     gemm_ctx *gc = k->gc;
     const int H = s->H;
     const double rows = (double)c->n * s->B;
-    const double fhh = 2 * rows * H * H, fxh = k->tokens ? 0 : 2 * rows * H * s->D;
+    /* from h0 = 0 the first step (lo = 0) adds nothing to dW_hh (grads_hh) */
+    const double hh_rows = (double)(c->n - (c->lo == 0 && !k->h0)) * s->B;
+    const double fhh = 2 * hh_rows * H * H, fxh = k->tokens ? 0 : 2 * rows * H * s->D;
     const double fdx = k->dx ? fxh : 0;
     if (fxh > 0 && split_product(gc, fhh + fxh + fdx)) {
         /* dW_xh's rows 0 .. cut-1 beside dW_hh, the rest beside dx */

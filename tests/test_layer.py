@@ -722,8 +722,10 @@ def test_own_two_threads_give_the_same_bits(dtype, tokens, reverse, B, D, O):
 @pytest.mark.parametrize("T,B,D,H,O", [(30, 13, 20, 40, 6), (4, 100, 33, 70, 0),
                                        (3, 130, 9, 24, 400), (2, 200, 10, 400, 0),
                                        (6, 20, 48, 48, 0), (4, 100, 1, 70, 1),
-                                       (4, 100, 50, 1, 60), (4, 30, 313, 25, 0)])
-def test_split_products_give_the_same_bits(dtype, T, B, D, H, O):
+                                       (4, 100, 50, 1, 60), (4, 30, 313, 25, 0),
+                                       (2, 40, 96, 96, 0)])
+@pytest.mark.parametrize("h0", [True, False])
+def test_split_products_give_the_same_bits(dtype, T, B, D, H, O, h0):
     """On crnn's own two threads every product of 48 rows or more (of
     the row-major result) runs as two halves of its rows: the input and
     output projections, dx, and dW_hy, dW_hh with O or H >= 48; a chunk's
@@ -733,9 +735,12 @@ def test_split_products_give_the_same_bits(dtype, T, B, D, H, O):
     product with one column goes to gemv, which is not split (D = 1: dx and
     dW_xh; O = 1: y; H = 1: hs and dW_hy), and no share of dW_xh is a
     single row (D = 313, H = 25 would cut its rows 24 + 1): gemv sums a row in
-    an order that depends on the rows around it."""
+    an order that depends on the rows around it. From h0 = None the first
+    step adds nothing to dW_hh, and dW_xh's rows are cut where that evens
+    the two sides (T = 2, D = H = 96: 72 + 24 rows, against 48 + 48 from an
+    h0)."""
     layer = crnn.Layer(D, H, O or None, dtype=dtype, seed=3)
-    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths=None, h0=True,
+    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths=None, h0=h0,
                                 dstate=True, O=O or None, seed=4)
     run = lambda: _run(layer, x, h0, lens, dy, ds)  # noqa: E731
     base = _with_policy(run, 1, None, None, float("inf"))
