@@ -740,9 +740,9 @@ def test_split_products_give_the_same_bits(dtype, T, B, D, H, O, h0):
     the two sides (T = 2, D = H = 96: 72 + 24 rows, against 48 + 48 from an
     h0)."""
     layer = crnn.Layer(D, H, O or None, dtype=dtype, seed=3)
-    x, lens, h0, dy, ds = _case(T, B, D, H, tokens=False, lengths=None, h0=h0,
-                                dstate=True, O=O or None, seed=4)
-    run = lambda: _run(layer, x, h0, lens, dy, ds)  # noqa: E731
+    x, lens, h0v, dy, ds = _case(T, B, D, H, tokens=False, lengths=None, h0=h0,
+                                 dstate=True, O=O or None, seed=4)
+    run = lambda: _run(layer, x, h0v, lens, dy, ds)  # noqa: E731
     base = _with_policy(run, 1, None, None, float("inf"))
     got = _with_policy(run, 2, 0, float("inf"), float("1e300"))  # products split, loops not
     for a, b in zip(got, base):
